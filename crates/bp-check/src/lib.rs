@@ -1,0 +1,1 @@
+//! Numerical versus backprop gradient checks.

@@ -1,0 +1,93 @@
+//! The rectified linear unit.
+
+use ndarray::{ArrayD, IxDyn, NdFloat, Zip};
+
+use crate::layer::Layer;
+
+/// The rectified linear unit: `out = max(x, 0)`, elementwise.
+///
+/// Forward remembers the mask of non-positive inputs (`x <= 0`, as the book's `self.mask`); backward
+/// zeroes `dout` at those places, in place: `dx = dout` where `x > 0`, else 0. A NaN input is not
+/// masked, so it stays visible downstream.
+///
+/// # Shapes
+///
+/// Any shape; output, `dout` and `dx` are shaped like `x`.
+///
+/// # Example
+///
+/// ```
+/// use bp_core::{Layer, Relu};
+/// use ndarray::array;
+///
+/// let mut relu = Relu::new();
+/// let out = relu.forward(array![[1.0, -0.5], [-2.0, 3.0]].into_dyn());
+/// assert_eq!(out, array![[1.0, 0.0], [0.0, 3.0]].into_dyn());
+/// let dx = relu.backward(array![[10.0, 20.0], [30.0, 40.0]].into_dyn());
+/// assert_eq!(dx, array![[10.0, 0.0], [0.0, 40.0]].into_dyn());
+/// ```
+#[derive(Clone, Debug)]
+pub struct Relu {
+    /// `true` where the last training input was `<= 0`; reused while shapes stay the same.
+    mask: ArrayD<bool>,
+}
+
+impl Relu {
+    /// A Relu layer.
+    pub fn new() -> Self {
+        Relu {
+            mask: ArrayD::from_elem(IxDyn(&[0]), false),
+        }
+    }
+
+    /// The mask of the last training forward: `true` where the input was `<= 0`.
+    pub fn mask(&self) -> &ArrayD<bool> {
+        &self.mask
+    }
+}
+
+impl Default for Relu {
+    fn default() -> Self {
+        Relu::new()
+    }
+}
+
+impl<A: NdFloat> Layer<A> for Relu {
+    fn name(&self) -> &'static str {
+        "Relu"
+    }
+
+    fn forward(&mut self, mut x: ArrayD<A>) -> ArrayD<A> {
+        if self.mask.shape() != x.shape() {
+            self.mask = ArrayD::from_elem(x.raw_dim(), false);
+        }
+        Zip::from(&mut x).and(&mut self.mask).for_each(|x, m| {
+            *m = *x <= A::zero();
+            if *m {
+                *x = A::zero();
+            }
+        });
+        x
+    }
+
+    #[track_caller]
+    fn backward(&mut self, mut dout: ArrayD<A>) -> ArrayD<A> {
+        assert!(
+            dout.shape() == self.mask.shape(),
+            "Relu::backward: dout has shape {:?}, but the last forward input had shape {:?}",
+            dout.shape(),
+            self.mask.shape()
+        );
+        Zip::from(&mut dout).and(&self.mask).for_each(|d, &m| {
+            if m {
+                *d = A::zero();
+            }
+        });
+        dout
+    }
+
+    fn predict(&self, mut x: ArrayD<A>) -> ArrayD<A> {
+        x.mapv_inplace(|v| if v <= A::zero() { A::zero() } else { v });
+        x
+    }
+}

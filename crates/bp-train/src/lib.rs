@@ -1,0 +1,1 @@
+//! Networks, optimizers and the training loop.
