@@ -237,3 +237,130 @@ impl<A: NdFloat> Layer<A> for Affine<A> {
         f("b", self.b.view().into_dyn());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{Array, Dimension, array};
+
+    fn cast<A: NdFloat, D: Dimension>(a: Array<f64, D>) -> Array<A, D> {
+        a.mapv(crate::init::cast)
+    }
+
+    #[test]
+    fn bias_gradient_sums_dout_over_the_batch() {
+        let mut affine = Affine::<f64>::new(Array2::zeros((4, 3)), Array1::zeros(3));
+        affine.forward(Array2::ones((2, 4)).into_dyn());
+        affine.backward(array![[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]].into_dyn());
+        assert_eq!(affine.db(), &array![5.0, 7.0, 9.0]);
+        affine.forward(Array2::ones((2, 4)).into_dyn());
+        affine.backward(array![[1.0, 2.0, 3.0], [11.0, 12.0, 13.0]].into_dyn());
+        assert_eq!(affine.db(), &array![12.0, 14.0, 16.0]);
+    }
+
+    /// x = [[1, 2], [3, 4]], W = [[1, 0, -1], [2, 1, 0]], b = [0.5, -0.5, 1], worked by hand:
+    /// out = [[5.5, 1.5, 0], [11.5, 3.5, -2]]; for dout = [[1, 0, 2], [0, 1, -1]]:
+    /// dW = xᵀ·dout = [[1, 3, -1], [2, 4, 0]], db = [1, 1, 1], dx = dout·Wᵀ = [[-1, 2], [1, 1]].
+    fn hand_derived<A: NdFloat>() {
+        let w = cast::<A, _>(array![[1.0, 0.0, -1.0], [2.0, 1.0, 0.0]]);
+        let b = cast::<A, _>(array![0.5, -0.5, 1.0]);
+        let x = cast::<A, _>(array![[1.0, 2.0], [3.0, 4.0]]);
+        let dout = cast::<A, _>(array![[1.0, 0.0, 2.0], [0.0, 1.0, -1.0]]);
+        let mut affine = Affine::new(w, b);
+
+        let expected_out = cast::<A, _>(array![[5.5, 1.5, 0.0], [11.5, 3.5, -2.0]]).into_dyn();
+        assert_eq!(affine.predict(x.clone().into_dyn()), expected_out);
+        assert_eq!(affine.forward(x.into_dyn()), expected_out);
+        let dx = affine.backward(dout.into_dyn());
+        assert_eq!(dx, cast::<A, _>(array![[-1.0, 2.0], [1.0, 1.0]]).into_dyn());
+        assert_eq!(
+            affine.dw(),
+            cast::<A, _>(array![[1.0, 3.0, -1.0], [2.0, 4.0, 0.0]])
+        );
+        assert_eq!(affine.db(), cast::<A, _>(array![1.0, 1.0, 1.0]));
+    }
+
+    #[test]
+    fn hand_derived_f32() {
+        hand_derived::<f32>();
+    }
+
+    #[test]
+    fn hand_derived_f64() {
+        hand_derived::<f64>();
+    }
+
+    #[test]
+    fn tensor_input_is_flattened_and_dx_keeps_its_shape() {
+        let w = array![[1.0, 0.0, -1.0], [2.0, 1.0, 0.0]];
+        let mut affine = Affine::new(w, array![0.5, -0.5, 1.0]);
+        let x = array![[1.0, 2.0], [3.0, 4.0]]
+            .into_shape_with_order((2, 1, 1, 2))
+            .unwrap()
+            .into_dyn();
+        let out = affine.forward(x);
+        assert_eq!(out, array![[5.5, 1.5, 0.0], [11.5, 3.5, -2.0]].into_dyn());
+        let dx = affine.backward(array![[1.0, 0.0, 2.0], [0.0, 1.0, -1.0]].into_dyn());
+        assert_eq!(dx.shape(), [2, 1, 1, 2]);
+        assert_eq!(
+            dx.iter().copied().collect::<Vec<_>>(),
+            [-1.0, 2.0, 1.0, 1.0]
+        );
+    }
+
+    #[test]
+    fn non_contiguous_input_gives_the_same_result() {
+        let w = array![[1.0, 0.0, -1.0], [2.0, 1.0, 0.0]];
+        let mut affine = Affine::new(w, array![0.5, -0.5, 1.0]);
+        // The transpose of [[1, 3], [2, 4]] is [[1, 2], [3, 4]] in column-major layout.
+        let x = array![[1.0, 3.0], [2.0, 4.0]].reversed_axes().into_dyn();
+        assert!(!x.is_standard_layout());
+        let out = affine.forward(x);
+        assert_eq!(out, array![[5.5, 1.5, 0.0], [11.5, 3.5, -2.0]].into_dyn());
+    }
+
+    #[test]
+    fn recycled_buffers_do_not_leak_into_the_next_step() {
+        let mut affine = Affine::new(array![[1.0, 2.0], [3.0, 4.0]], array![1.0, -1.0]);
+        for step in 0..3 {
+            let s = f64::from(step);
+            let out = affine.forward(array![[s, 1.0]].into_dyn());
+            assert_eq!(out, array![[s + 3.0 + 1.0, 2.0 * s + 4.0 - 1.0]].into_dyn());
+            // A large dout: its storage becomes the next output buffer.
+            let dx = affine.backward(array![[100.0, 1000.0]].into_dyn());
+            assert_eq!(dx, array![[2100.0, 4300.0]].into_dyn());
+            assert_eq!(
+                affine.dw(),
+                array![[100.0 * s, 1000.0 * s], [100.0, 1000.0]]
+            );
+        }
+    }
+
+    #[test]
+    fn backward_params_writes_the_same_gradients_and_returns_the_input_shape() {
+        let w = array![[1.0, 0.0, -1.0], [2.0, 1.0, 0.0]];
+        let x = array![[1.0, 2.0], [3.0, 4.0]];
+        let dout = array![[1.0, 0.0, 2.0], [0.0, 1.0, -1.0]];
+        let mut full = Affine::new(w.clone(), array![0.0, 0.0, 0.0]);
+        let mut lean = full.clone();
+        full.forward(x.clone().into_dyn());
+        full.backward(dout.clone().into_dyn());
+        lean.forward(x.into_dyn());
+        let buf = lean.backward_params(dout.into_dyn());
+        assert_eq!(buf.shape(), [2, 2]);
+        assert_eq!(lean.dw(), full.dw());
+        assert_eq!(lean.db(), full.db());
+    }
+
+    #[test]
+    fn params_are_visited_w_then_b() {
+        let mut affine = Affine::new(array![[1.0, 2.0]], array![3.0, 4.0]);
+        let mut seen = Vec::new();
+        affine.visit_params(&mut |p| seen.push((p.name, p.value.shape().to_vec())));
+        assert_eq!(seen, [("W", vec![1, 2]), ("b", vec![2])]);
+        let mut seen_ref = Vec::new();
+        affine.visit_params_ref(&mut |name, v| seen_ref.push((name, v.shape().to_vec())));
+        assert_eq!(seen_ref, seen);
+        assert_eq!(Layer::<f64>::num_params(&affine), 4);
+    }
+}

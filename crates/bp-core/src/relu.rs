@@ -91,3 +91,44 @@ impl<A: NdFloat> Layer<A> for Relu {
         x
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn masks_exactly_the_non_positive_entries() {
+        let mut relu = Relu::new();
+        let x = array![[1.0, -0.5], [-2.0, 3.0]].into_dyn();
+        let out = relu.forward(x);
+        assert_eq!(out, array![[1.0, 0.0], [0.0, 3.0]].into_dyn());
+        assert_eq!(
+            relu.mask(),
+            &array![[false, true], [true, false]].into_dyn()
+        );
+        let dx = relu.backward(array![[1.0, 1.0], [1.0, 1.0]].into_dyn());
+        assert_eq!(dx, array![[1.0, 0.0], [0.0, 1.0]].into_dyn());
+    }
+
+    #[test]
+    fn zero_is_masked_and_nan_is_kept() {
+        let mut relu = Relu::new();
+        let out: ArrayD<f32> = relu.forward(array![0.0, f32::NAN, -0.0].into_dyn());
+        assert_eq!(out[0], 0.0);
+        assert!(out[1].is_nan());
+        assert_eq!(relu.mask(), &array![true, false, true].into_dyn());
+        let predicted: ArrayD<f32> = relu.predict(array![0.0, f32::NAN, -1.0].into_dyn());
+        assert!(predicted[1].is_nan());
+    }
+
+    #[test]
+    fn the_mask_follows_the_shape() {
+        let mut relu = Relu::new();
+        relu.forward(array![[1.0, -1.0]].into_dyn());
+        let out = relu.forward(array![[-1.0], [2.0], [-3.0]].into_dyn());
+        assert_eq!(out, array![[0.0], [2.0], [0.0]].into_dyn());
+        let dx = relu.backward(array![[5.0], [6.0], [7.0]].into_dyn());
+        assert_eq!(dx, array![[0.0], [6.0], [0.0]].into_dyn());
+    }
+}

@@ -86,3 +86,47 @@ impl<A: NdFloat> Layer<A> for Sigmoid<A> {
         x
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    /// sigmoid(ln 3) = 1 / (1 + 1/3) = 0.75 and sigmoid(-ln 3) = 0.25; the derivative at both is
+    /// 0.75 · 0.25 = 0.1875. With the `exp(x)` sign error the first would come out 0.25.
+    fn hand_derived<A: NdFloat>(tol: f64) {
+        let ln3 = 3f64.ln();
+        let x = array![[ln3, -ln3]].mapv(crate::init::cast::<A>).into_dyn();
+        let mut sigmoid = Sigmoid::new();
+        let out = sigmoid.forward(x.clone());
+        assert_eq!(sigmoid.predict(x), out);
+        let expected = [0.75, 0.25];
+        for (o, e) in out.iter().zip(expected) {
+            assert!((o.to_f64().unwrap() - e).abs() < tol, "{o} vs {e}");
+        }
+        let dout = array![[1.0, 2.0]].mapv(crate::init::cast::<A>).into_dyn();
+        let dx = sigmoid.backward(dout);
+        for (d, e) in dx.iter().zip([0.1875, 0.375]) {
+            assert!((d.to_f64().unwrap() - e).abs() < tol, "{d} vs {e}");
+        }
+    }
+
+    #[test]
+    fn hand_derived_f32() {
+        hand_derived::<f32>(1e-6);
+    }
+
+    #[test]
+    fn hand_derived_f64() {
+        hand_derived::<f64>(1e-15);
+    }
+
+    #[test]
+    fn saturates_without_overflow() {
+        let mut sigmoid = Sigmoid::<f32>::new();
+        let out = sigmoid.forward(array![-1000.0, 1000.0].into_dyn());
+        assert_eq!(out, array![0.0, 1.0].into_dyn());
+        let dx = sigmoid.backward(array![1.0, 1.0].into_dyn());
+        assert_eq!(dx, array![0.0, 0.0].into_dyn());
+    }
+}

@@ -83,7 +83,7 @@ fn check_targets<A>(scores: &[usize], t: &Targets<'_, A>) {
 /// use bp_loss::softmax_inplace;
 /// use ndarray::array;
 ///
-/// let mut x = array![[1010.0, 1000.0, 990.0]];
+/// let mut x = array![[1010.0f64, 1000.0, 990.0]];
 /// softmax_inplace(x.view_mut());
 /// assert!((x[[0, 0]] - 0.999954600070331).abs() < 1e-12);
 /// assert!((x.sum() - 1.0).abs() < 1e-12);
@@ -112,7 +112,7 @@ pub fn softmax_inplace<A: NdFloat>(mut x: ArrayViewMut2<'_, A>) {
 /// use ndarray::array;
 ///
 /// // The book's example: softmax([0.3, 2.9, 4.0])
-/// let y = softmax(array![[0.3, 2.9, 4.0]].view());
+/// let y = softmax(array![[0.3f64, 2.9, 4.0]].view());
 /// let expected = [0.01821127, 0.24519181, 0.73659691];
 /// for (y, e) in y.iter().zip(expected) {
 ///     assert!((y - e).abs() < 1e-8);
@@ -145,7 +145,7 @@ pub const DELTA: f64 = 1e-7;
 /// use ndarray::array;
 ///
 /// // The book's example: the correct class "2" gets probability 0.6.
-/// let y = array![[0.1, 0.05, 0.6, 0.0, 0.05, 0.1, 0.0, 0.1, 0.0, 0.0]];
+/// let y = array![[0.1f64, 0.05, 0.6, 0.0, 0.05, 0.1, 0.0, 0.1, 0.0, 0.0]];
 /// let e = cross_entropy_error(y.view(), Targets::Index(&[2]));
 /// assert!((e - 0.510825457099338).abs() < 1e-9);
 /// let t = array![[0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]];
@@ -196,7 +196,7 @@ enum TargetBuf<A> {
 /// let x = array![[1.7968638, 0.0, 0.0], [0.79365722, 0.0, 0.0],
 ///                [0.68992279, 0.11283528, 0.9215842], [0.0, 0.0, 0.37175357],
 ///                [0.4940006, 0.0, 1.18968491]];
-/// let mut swl = SoftmaxWithLoss::new();
+/// let mut swl = SoftmaxWithLoss::<f64>::new();
 /// let loss = swl.forward(x, Targets::Index(&[0, 0, 2, 2, 0]));
 /// assert!((loss - 0.7776580427782468).abs() < 1e-6);
 /// let dx = swl.backward(1.0);
@@ -284,5 +284,120 @@ impl<A: NdFloat> SoftmaxWithLoss<A> {
         let scale = dout / A::from(dx.nrows()).expect("a batch size is a float");
         dx.mapv_inplace(|v| v * scale);
         dx
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{Array2, array};
+
+    fn book_logits() -> Array2<f64> {
+        array![
+            [1.7968638, 0.0, 0.0],
+            [0.79365722, 0.0, 0.0],
+            [0.68992279, 0.11283528, 0.9215842],
+            [0.0, 0.0, 0.37175357],
+            [0.4940006, 0.0, 1.18968491]
+        ]
+    }
+
+    const BOOK_CLASSES: [usize; 5] = [0, 0, 2, 2, 0];
+
+    fn book_one_hot() -> Array2<f64> {
+        Array2::from_shape_fn((5, 3), |(i, j)| f64::from(u8::from(BOOK_CLASSES[i] == j)))
+    }
+
+    /// y - t for the book's five samples.
+    fn book_y_minus_t() -> Array2<f64> {
+        array![
+            [-0.24904416, 0.12452208, 0.12452208],
+            [-0.47489362, 0.23744681, 0.23744681],
+            [0.35433046, 0.19896769, -0.55329815],
+            [0.28983192, 0.28983192, -0.57966385],
+            [-0.72339481, 0.16877907, 0.55461573]
+        ]
+    }
+
+    fn assert_close(a: &Array2<f64>, b: &Array2<f64>, tol: f64) {
+        assert_eq!(a.shape(), b.shape());
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() < tol, "{a}\nvs\n{b}");
+        }
+    }
+
+    #[test]
+    fn softmax_with_loss_reproduces_the_book_table_for_both_label_forms() {
+        let one_hot = book_one_hot();
+        for t in [
+            Targets::Index(&BOOK_CLASSES),
+            Targets::OneHot(one_hot.view()),
+        ] {
+            let mut swl = SoftmaxWithLoss::new();
+            let loss = swl.forward(book_logits(), t);
+            assert!((loss - 0.7776580427782468).abs() < 1e-6, "{loss}");
+            let y_minus_t = swl.y().unwrap() - &one_hot;
+            assert_close(&y_minus_t, &book_y_minus_t(), 1e-6);
+            let dx = swl.backward(1.0);
+            assert_close(&dx, &(book_y_minus_t() / 5.0), 1e-7);
+        }
+    }
+
+    #[test]
+    fn backward_scales_by_dout_and_works_in_f32() {
+        let mut swl = SoftmaxWithLoss::<f32>::new();
+        let loss = swl.forward(
+            book_logits().mapv(|v| v as f32),
+            Targets::Index(&BOOK_CLASSES),
+        );
+        assert!((f64::from(loss) - 0.7776580427782468).abs() < 1e-6);
+        let dx = swl.backward(2.0);
+        assert_close(&dx.mapv(f64::from), &(book_y_minus_t() * 2.0 / 5.0), 1e-6);
+    }
+
+    #[test]
+    fn reused_node_follows_changing_batches_and_label_forms() {
+        let mut swl = SoftmaxWithLoss::<f64>::new();
+        swl.forward(book_logits(), Targets::Index(&BOOK_CLASSES));
+        swl.backward(1.0);
+        // One sample, one-hot: equal scores over 4 classes give ln 4 and y - t = 0.25 - t.
+        let t = array![[0.0, 1.0, 0.0, 0.0]];
+        let loss = swl.forward(Array2::zeros((1, 4)), Targets::OneHot(t.view()));
+        assert!((loss - 4f64.ln()).abs() < 1e-6);
+        assert_eq!(swl.backward(1.0), array![[0.25, -0.75, 0.25, 0.25]]);
+        let loss = swl.forward(Array2::zeros((2, 2)).into_dyn(), Targets::Index(&[0, 1]));
+        assert!((loss - 2f64.ln()).abs() < 1e-6);
+        assert_eq!(swl.backward(1.0), array![[-0.25, 0.25], [0.25, -0.25]]);
+    }
+
+    #[test]
+    fn softmax_does_not_overflow_and_rows_sum_to_one() {
+        let y = softmax(array![[1000.0, 1000.0], [1000.0, 0.0], [-1000.0, 0.0]].view());
+        assert_eq!(y.row(0), array![0.5, 0.5]);
+        assert_eq!(y.row(1), array![1.0, 0.0]);
+        assert_eq!(y.row(2), array![0.0, 1.0]);
+        let y32 = softmax(array![[1000.0f32, 999.0]].view());
+        assert!(y32.iter().all(|v| v.is_finite()));
+        assert!((y32.sum() - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn cross_entropy_of_a_zero_probability_is_finite() {
+        // -ln(1e-7) = 16.11809565095832
+        let e: f64 = cross_entropy_error(array![[1.0, 0.0]].view(), Targets::Index(&[1]));
+        assert!((e - 16.11809565095832).abs() < 1e-6, "{e}");
+        // The batch mean: (ln-loss of 0.5 + the zero case) / 2
+        let e = cross_entropy_error(
+            array![[0.5, 0.5], [1.0, 0.0]].view(),
+            Targets::Index(&[0, 1]),
+        );
+        assert!((e - (-(0.5f64 + 1e-7).ln() + 16.11809565095832) / 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn targets_report_their_length() {
+        assert_eq!(Targets::<f64>::Index(&[1, 2, 3]).len(), 3);
+        let t = Array2::<f64>::zeros((0, 3));
+        assert!(Targets::OneHot(t.view()).is_empty());
     }
 }
