@@ -1,0 +1,415 @@
+//! The one error type of the crate.
+
+use std::fmt::Write as _;
+use std::io;
+use std::path::PathBuf;
+
+use crate::idx::IdxType;
+
+/// Everything that can go wrong reading, checking or writing IDX and MNIST files.
+///
+/// Every message names the file it is about (for readers and writers that are not files, the name the
+/// caller gave). Underlying I/O and gzip errors are kept as the [`source`](std::error::Error::source)
+/// and are not repeated in the message, so print the chain (`{:#}` with `anyhow`) to see them.
+///
+/// ```
+/// use bp_data::{DataError, Limits, read_idx_from};
+///
+/// let err = read_idx_from(&b"<!DOCTYPE html>"[..], "mnist.gz", &Limits::default()).unwrap_err();
+/// assert!(matches!(err, DataError::BadMagic { .. }));
+/// assert!(err.to_string().starts_with("mnist.gz is not an IDX file"));
+/// assert!(err.to_string().contains("HTML"));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DataError {
+    /// The file could not be opened, read or written.
+    #[error("cannot {action} {}", file.display())]
+    Io {
+        /// The file.
+        file: PathBuf,
+        /// What was being done: `"open"`, `"read"`, `"create"`, `"write"`.
+        action: &'static str,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The file (after gunzip, if gzip'd) holds no bytes at all.
+    #[error("{} is empty: an IDX file starts with a 4-byte magic number", file.display())]
+    Empty {
+        /// The file.
+        file: PathBuf,
+    },
+
+    /// The file ends inside the 4-byte magic number.
+    #[error(
+        "{} is {len} byte(s) long: too short for the 4-byte IDX magic number",
+        file.display()
+    )]
+    ShortMagic {
+        /// The file.
+        file: PathBuf,
+        /// How many bytes it holds (1 to 3).
+        len: usize,
+    },
+
+    /// The first two bytes are not zero, so this is not an IDX file.
+    #[error(
+        "{} is not an IDX file: it starts with {:02x} {:02x} {:02x} {:02x}, an IDX file with 00 00{}",
+        file.display(), magic[0], magic[1], magic[2], magic[3], magic_hint(magic)
+    )]
+    BadMagic {
+        /// The file.
+        file: PathBuf,
+        /// Its first four bytes (after gunzip, if gzip'd).
+        magic: [u8; 4],
+    },
+
+    /// The third magic byte is not one of the six IDX element types.
+    #[error(
+        "{} declares the unknown IDX element type 0x{code:02x} (known: 0x08 u8, 0x09 i8, 0x0b i16, \
+         0x0c i32, 0x0d f32, 0x0e f64)",
+        file.display()
+    )]
+    UnknownType {
+        /// The file.
+        file: PathBuf,
+        /// The type byte.
+        code: u8,
+    },
+
+    /// The fourth magic byte, the number of dimensions, is zero.
+    #[error("{} declares 0 dimensions; an IDX array has at least one", file.display())]
+    ZeroRank {
+        /// The file.
+        file: PathBuf,
+    },
+
+    /// The file ends inside the list of dimension sizes.
+    #[error(
+        "{} declares {rank} dimension(s), {} bytes of sizes, but ends after {got} of those bytes",
+        file.display(), 4 * usize::from(*rank)
+    )]
+    DimsTruncated {
+        /// The file.
+        file: PathBuf,
+        /// The declared number of dimensions.
+        rank: u8,
+        /// How many bytes of dimension sizes were present.
+        got: usize,
+    },
+
+    /// The declared shape holds more bytes than this machine can address.
+    #[error("{} declares a {elem} array of shape {shape:?}: too large to address", file.display())]
+    SizeOverflow {
+        /// The file.
+        file: PathBuf,
+        /// The declared shape.
+        shape: Vec<u32>,
+        /// The declared element type.
+        elem: IdxType,
+    },
+
+    /// The declared shape holds more bytes than the [`Limits`](crate::Limits) allow.
+    #[error(
+        "{} declares a {elem} array of shape {shape:?}, {bytes} bytes, more than the limit of {limit} \
+         bytes (raise Limits::max_bytes to read it)",
+        file.display()
+    )]
+    TooLarge {
+        /// The file.
+        file: PathBuf,
+        /// The declared shape.
+        shape: Vec<usize>,
+        /// The declared element type.
+        elem: IdxType,
+        /// The declared data size in bytes.
+        bytes: u64,
+        /// The limit in force.
+        limit: u64,
+    },
+
+    /// A raw file is shorter than its header declares, found from its size before reading the data.
+    #[error(
+        "{} declares shape {shape:?}, {declared} bytes of data, but holds only {present} after the header",
+        file.display()
+    )]
+    DeclaredExceedsData {
+        /// The file.
+        file: PathBuf,
+        /// The declared shape.
+        shape: Vec<usize>,
+        /// The declared data size in bytes.
+        declared: u64,
+        /// The data bytes present after the header.
+        present: u64,
+    },
+
+    /// The data ends before the declared size.
+    #[error(
+        "{} is truncated: shape {shape:?} declares {expected} bytes of data, but it ends after {got}",
+        file.display()
+    )]
+    Truncated {
+        /// The file.
+        file: PathBuf,
+        /// The declared shape.
+        shape: Vec<usize>,
+        /// The declared data size in bytes.
+        expected: u64,
+        /// The data bytes read before the end.
+        got: u64,
+    },
+
+    /// Bytes follow the declared data.
+    #[error(
+        "{} has {}{} unexpected byte(s) after the {expected} bytes of data that shape {shape:?} declares",
+        file.display(), extra, if *more { " or more" } else { "" }
+    )]
+    TrailingData {
+        /// The file.
+        file: PathBuf,
+        /// The declared shape.
+        shape: Vec<usize>,
+        /// The declared data size in bytes.
+        expected: u64,
+        /// How many extra bytes were counted.
+        extra: u64,
+        /// Whether counting stopped before the end (there are at least `extra`).
+        more: bool,
+    },
+
+    /// The file starts like gzip but its compressed data is corrupt or cut short.
+    #[error("{} holds corrupt or truncated gzip data", file.display())]
+    Gzip {
+        /// The file.
+        file: PathBuf,
+        /// The decoder's error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The file holds another element type than the caller needs.
+    #[error("{} holds {found} elements, but {expected} were expected", file.display())]
+    UnexpectedType {
+        /// The file.
+        file: PathBuf,
+        /// The type the caller needs.
+        expected: IdxType,
+        /// The type in the file.
+        found: IdxType,
+    },
+
+    /// The file holds an array of another rank than the caller needs.
+    #[error(
+        "{} holds an array of shape {shape:?} ({} dimension(s)), but {expected} dimension(s) were expected",
+        file.display(), shape.len()
+    )]
+    UnexpectedRank {
+        /// The file.
+        file: PathBuf,
+        /// The rank the caller needs.
+        expected: usize,
+        /// The shape in the file.
+        shape: Vec<usize>,
+    },
+
+    /// A dimension is zero where the caller needs data.
+    #[error("{} holds an array of shape {shape:?}: a dimension is 0, so it holds no data", file.display())]
+    ZeroDimension {
+        /// The file.
+        file: PathBuf,
+        /// The shape in the file.
+        shape: Vec<usize>,
+    },
+
+    /// An array of rank 0 or above 255 cannot be written as IDX.
+    #[error("cannot write {}: IDX holds 1 to 255 dimensions, the array has {rank}", file.display())]
+    RankNotWritable {
+        /// The file.
+        file: PathBuf,
+        /// The array's rank.
+        rank: usize,
+    },
+
+    /// A dimension above `u32::MAX` cannot be written as IDX.
+    #[error(
+        "cannot write {}: dimension {axis} has size {size}, IDX sizes are at most 4294967295",
+        file.display()
+    )]
+    DimNotWritable {
+        /// The file.
+        file: PathBuf,
+        /// The axis.
+        axis: usize,
+        /// Its size.
+        size: usize,
+    },
+
+    /// None of the file names that MNIST's files go by exists in the directory.
+    #[error(
+        "no MNIST {what} in {}{}: tried {}. The real MNIST ships in datasets/mnist/ of the bp repository; \
+         point the loader at a directory holding the four files",
+        dir.display(),
+        if *dir_exists { "" } else { " (the directory does not exist)" },
+        tried.join(", ")
+    )]
+    MnistFileNotFound {
+        /// The directory searched.
+        dir: PathBuf,
+        /// Which file: `"training images"`, `"training labels"`, `"test images"` or `"test labels"`.
+        what: &'static str,
+        /// The file names tried, in order.
+        tried: Vec<String>,
+        /// Whether the directory exists.
+        dir_exists: bool,
+    },
+
+    /// The image and label files of a split disagree on the number of samples.
+    #[error(
+        "{} holds {images} images but {} holds {labels} labels",
+        images_file.display(), labels_file.display()
+    )]
+    CountMismatch {
+        /// The image file.
+        images_file: PathBuf,
+        /// The label file.
+        labels_file: PathBuf,
+        /// The number of images.
+        images: usize,
+        /// The number of labels.
+        labels: usize,
+    },
+
+    /// A label is not below the number of classes.
+    #[error(
+        "{}: label {label} at index {index} is not below the number of classes, {num_classes}",
+        file.display()
+    )]
+    LabelOutOfRange {
+        /// The label file.
+        file: PathBuf,
+        /// The sample index.
+        index: usize,
+        /// The label.
+        label: usize,
+        /// The number of classes.
+        num_classes: usize,
+    },
+
+    /// The training and test images differ in size.
+    #[error(
+        "the images in {} are {}x{} but those in {} are {}x{}",
+        train_file.display(), train_size.0, train_size.1, test_file.display(), test_size.0, test_size.1
+    )]
+    ImageSizeMismatch {
+        /// The training image file.
+        train_file: PathBuf,
+        /// The test image file.
+        test_file: PathBuf,
+        /// Training image (rows, cols).
+        train_size: (usize, usize),
+        /// Test image (rows, cols).
+        test_size: (usize, usize),
+    },
+
+    /// A file's SHA-256 differs from the one its checksum list gives.
+    #[error(
+        "{} has SHA-256 {actual}, but {} lists {expected}: the file is damaged or not the one listed",
+        file.display(), sums.display()
+    )]
+    ChecksumMismatch {
+        /// The checked file.
+        file: PathBuf,
+        /// The checksum list.
+        sums: PathBuf,
+        /// The checksum listed, lowercase hex.
+        expected: String,
+        /// The file's checksum, lowercase hex.
+        actual: String,
+    },
+
+    /// A file to verify is not in the checksum list.
+    #[error("{} is not listed in {}, so it cannot be verified", file.display(), sums.display())]
+    ChecksumNotListed {
+        /// The file.
+        file: PathBuf,
+        /// The checksum list.
+        sums: PathBuf,
+    },
+
+    /// A checksum list is larger than any real one.
+    #[error("{} is over {limit} bytes: too large for a checksum list", sums.display())]
+    ChecksumListTooLarge {
+        /// The checksum list.
+        sums: PathBuf,
+        /// The most read.
+        limit: u64,
+    },
+
+    /// A line of a checksum list is not `<64 hex digits> <space> <space or *> <name>`.
+    #[error("{}:{line}: not a 'SHA-256  name' line", sums.display())]
+    BadChecksumLine {
+        /// The checksum list.
+        sums: PathBuf,
+        /// The line number, from 1.
+        line: usize,
+    },
+}
+
+/// What the first bytes of a non-IDX file suggest it is, as a clause to append to the message.
+fn magic_hint(magic: &[u8; 4]) -> String {
+    let hint = match magic {
+        [0x1f, 0x8b, ..] => "gzip data inside gzip: the file was compressed twice",
+        [b'P', b'K', 3, 4] | [b'P', b'K', 5, 6] => "a zip archive: unzip it first",
+        [b'B', b'Z', b'h', _] => "bzip2 data: decompress it first",
+        [0xfd, b'7', b'z', b'X'] => "xz data: decompress it first",
+        [0x28, 0xb5, 0x2f, 0xfd] => "zstd data: decompress it first",
+        [b'<', ..] => "an HTML or XML page, perhaps an error page saved by a failed download",
+        m if m
+            .iter()
+            .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace()) =>
+        {
+            "text, not binary IDX data"
+        }
+        _ => "",
+    };
+    let mut out = String::new();
+    if !hint.is_empty() {
+        let _ = write!(out, "; it looks like {hint}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_name_common_mistakes() {
+        assert!(magic_hint(&[0x1f, 0x8b, 8, 0]).contains("compressed twice"));
+        assert!(magic_hint(b"PK\x03\x04").contains("zip"));
+        assert!(magic_hint(b"<htm").contains("HTML"));
+        assert!(magic_hint(b"BZh9").contains("bzip2"));
+        assert!(magic_hint(b"\xfd7zX").contains("xz"));
+        assert!(magic_hint(&[0x28, 0xb5, 0x2f, 0xfd]).contains("zstd"));
+        assert!(magic_hint(b"5 0 ").contains("text"));
+        assert_eq!(magic_hint(&[1, 2, 3, 4]), "");
+    }
+
+    #[test]
+    fn trailing_data_says_when_it_stopped_counting() {
+        let err = DataError::TrailingData {
+            file: "a.idx".into(),
+            shape: vec![2],
+            expected: 2,
+            extra: 65536,
+            more: true,
+        };
+        assert_eq!(
+            err.to_string(),
+            "a.idx has 65536 or more unexpected byte(s) after the 2 bytes of data that shape [2] declares"
+        );
+    }
+}
