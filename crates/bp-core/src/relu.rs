@@ -61,12 +61,16 @@ impl<A: NdFloat> Layer<A> for Relu {
         if self.mask.shape() != x.shape() {
             self.mask = ArrayD::from_elem(x.raw_dim(), false);
         }
-        Zip::from(&mut x).and(&mut self.mask).for_each(|x, m| {
+        // The mask is always in standard layout; when `x` is too, one flat loop does it (and
+        // vectorises); otherwise walk both in logical order.
+        let step = |x: &mut A, m: &mut bool| {
             *m = *x <= A::zero();
-            if *m {
-                *x = A::zero();
-            }
-        });
+            *x = if *m { A::zero() } else { *x };
+        };
+        match (x.as_slice_mut(), self.mask.as_slice_mut()) {
+            (Some(xs), Some(ms)) => xs.iter_mut().zip(ms).for_each(|(x, m)| step(x, m)),
+            _ => Zip::from(&mut x).and(&mut self.mask).for_each(step),
+        }
         x
     }
 
@@ -78,11 +82,11 @@ impl<A: NdFloat> Layer<A> for Relu {
             dout.shape(),
             self.mask.shape()
         );
-        Zip::from(&mut dout).and(&self.mask).for_each(|d, &m| {
-            if m {
-                *d = A::zero();
-            }
-        });
+        let step = |d: &mut A, &m: &bool| *d = if m { A::zero() } else { *d };
+        match (dout.as_slice_mut(), self.mask.as_slice()) {
+            (Some(ds), Some(ms)) => ds.iter_mut().zip(ms).for_each(|(d, m)| step(d, m)),
+            _ => Zip::from(&mut dout).and(&self.mask).for_each(step),
+        }
         dout
     }
 
@@ -130,5 +134,24 @@ mod tests {
         assert_eq!(out, array![[0.0], [2.0], [0.0]].into_dyn());
         let dx = relu.backward(array![[5.0], [6.0], [7.0]].into_dyn());
         assert_eq!(dx, array![[0.0], [6.0], [0.0]].into_dyn());
+    }
+
+    #[test]
+    fn non_contiguous_input_takes_the_same_mask() {
+        let mut relu = Relu::new();
+        // Column-major view of [[1, -2], [-3, 4]].
+        let x = array![[1.0, -3.0], [-2.0, 4.0]].reversed_axes().into_dyn();
+        assert!(!x.is_standard_layout());
+        let out = relu.forward(x);
+        assert_eq!(out, array![[1.0, 0.0], [0.0, 4.0]].into_dyn());
+        assert_eq!(
+            relu.mask(),
+            &array![[false, true], [true, false]].into_dyn()
+        );
+        let dout = array![[5.0, 7.0], [6.0, 8.0]].reversed_axes().into_dyn();
+        assert_eq!(
+            relu.backward(dout),
+            array![[5.0, 0.0], [0.0, 8.0]].into_dyn()
+        );
     }
 }
