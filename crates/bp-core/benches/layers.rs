@@ -1,4 +1,6 @@
-//! Criterion benchmarks of the layers at the book's shapes (batch 100, 784 -> 50 -> 10), in f32 and f64.
+//! Criterion benchmarks of the layers at the book's shapes (batch 100, 784 -> 50 -> 10) and the wide
+//! net's first layer (784 -> 800), in f32 and f64. The affine layers run with one thread (`1t`) and
+//! with the default (`2t` on a machine with two CPUs: large products shared with a helper thread).
 //!
 //! Each measurement times only the pass named: inputs and `dout`s are cloned outside the timed region,
 //! and the layers are in the steady state of training (their buffers recycled), as in a training loop.
@@ -40,10 +42,22 @@ fn bench_dtype<A: NdFloat>(c: &mut Criterion, dtype: &str) {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(0);
     let mut group = c.benchmark_group(format!("layers/{dtype}"));
 
-    for (input, output) in [(784, 50), (50, 10)] {
+    for ((input, output), threads) in [(784, 50), (50, 10), (784, 800)]
+        .into_iter()
+        // The small layer's products never leave the calling thread: one run of it is enough.
+        .flat_map(|shape| {
+            let threads: &[usize] = if shape == (50, 10) { &[0] } else { &[1, 0] };
+            threads.iter().map(move |&t| (shape, t))
+        })
+    {
+        bp_core::set_threads(threads);
         let x: ArrayD<A> = randn(IxDyn(&[BATCH, input]), 1.0, &mut rng);
         let dout: ArrayD<A> = randn(IxDyn(&[BATCH, output]), 1.0, &mut rng);
-        let shape = format!("{BATCH}x{input}->{output}");
+        let shape = if (input, output) == (50, 10) {
+            format!("{BATCH}x{input}->{output}")
+        } else {
+            format!("{BATCH}x{input}->{output}/{}t", bp_core::threads())
+        };
         let mut affine = Affine::<A>::random(input, output, Init::Std(0.01), &mut rng);
         // One full step so that the output buffer is recycled from then on.
         affine.forward(x.clone());
@@ -92,6 +106,7 @@ fn bench_dtype<A: NdFloat>(c: &mut Criterion, dtype: &str) {
         });
     }
 
+    bp_core::set_threads(0);
     let x: ArrayD<A> = randn(IxDyn(&[BATCH, 50]), 1.0, &mut rng);
     let dout: ArrayD<A> = randn(IxDyn(&[BATCH, 50]), 1.0, &mut rng);
     let activations: [Box<dyn Layer<A>>; 2] = [Box::new(Relu::new()), Box::new(Sigmoid::new())];

@@ -34,17 +34,23 @@
 //! ```
 
 mod affine;
+mod batch_norm;
+mod dropout;
 mod graph;
 mod init;
 mod layer;
+mod parallel;
 mod relu;
 mod sequential;
 mod sigmoid;
 
 pub use affine::Affine;
+pub use batch_norm::BatchNorm;
+pub use dropout::Dropout;
 pub use graph::{AddLayer, MulLayer};
 pub use init::{Init, randn};
 pub use layer::{Layer, Param};
+pub use parallel::{set_threads, threads};
 pub use relu::Relu;
 pub use sequential::Sequential;
 pub use sigmoid::Sigmoid;

@@ -22,7 +22,9 @@
 //! assert_eq!(loss.backward(1.0), array![[0.5, -0.5]]);
 //! ```
 
-use ndarray::{Array, Array2, ArrayView2, ArrayViewMut2, Axis, Dimension, Ix2, NdFloat, Zip};
+use ndarray::{
+    Array, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Dimension, Ix2, NdFloat, Zip,
+};
 
 /// The classification targets of a batch, in either of the book's two label forms.
 #[derive(Clone, Copy, Debug)]
@@ -89,16 +91,21 @@ fn check_targets<A>(scores: &[usize], t: &Targets<'_, A>) {
 /// assert!((x.sum() - 1.0).abs() < 1e-12);
 /// ```
 pub fn softmax_inplace<A: NdFloat>(mut x: ArrayViewMut2<'_, A>) {
-    for mut row in x.rows_mut() {
-        let max = row.fold(A::neg_infinity(), |m, &v| m.max(v));
-        let mut sum = A::zero();
-        row.mapv_inplace(|v| {
-            let e = (v - max).exp();
-            sum += e;
-            e
-        });
-        row.mapv_inplace(|e| e / sum);
+    for row in x.rows_mut() {
+        softmax_row(row);
     }
+}
+
+/// Softmax of one row, in place.
+fn softmax_row<A: NdFloat>(mut row: ArrayViewMut1<'_, A>) {
+    let max = row.fold(A::neg_infinity(), |m, &v| m.max(v));
+    let mut sum = A::zero();
+    row.mapv_inplace(|v| {
+        let e = (v - max).exp();
+        sum += e;
+        e
+    });
+    row.mapv_inplace(|e| e / sum);
 }
 
 /// Row-wise softmax into a new array; see [`softmax_inplace`].
@@ -247,8 +254,23 @@ impl<A: NdFloat> SoftmaxWithLoss<A> {
             .into_dimensionality::<Ix2>()
             .expect("the rank was checked");
         check_targets(y.shape(), &t);
-        softmax_inplace(y.view_mut());
-        let loss = cross_entropy_error(y.view(), t);
+        let loss = match t {
+            // One pass over the rows: softmax and the loss term of each row together.
+            Targets::Index(classes) => {
+                let delta = A::from(DELTA).expect("1e-7 is a float");
+                let n = A::from(y.nrows()).expect("a batch size is a float");
+                let mut total = A::zero();
+                for (mut row, &k) in y.rows_mut().into_iter().zip(classes) {
+                    softmax_row(row.view_mut());
+                    total += (row[k] + delta).ln();
+                }
+                -total / n
+            }
+            Targets::OneHot(_) => {
+                softmax_inplace(y.view_mut());
+                cross_entropy_error(y.view(), t)
+            }
+        };
         match (&mut self.t, t) {
             (TargetBuf::Index(buf), Targets::Index(t)) => {
                 buf.clear();
@@ -273,16 +295,21 @@ impl<A: NdFloat> SoftmaxWithLoss<A> {
             .y
             .take()
             .expect("SoftmaxWithLoss::backward called without a preceding forward");
+        let scale = dout / A::from(dx.nrows()).expect("a batch size is a float");
         match &self.t {
+            // One pass: (y - t) · scale, with t one-hot at each row's class.
             TargetBuf::Index(t) => {
                 for (mut row, &k) in dx.axis_iter_mut(Axis(0)).zip(t) {
-                    row[k] -= A::one();
+                    for (j, v) in row.iter_mut().enumerate() {
+                        let target = if j == k { A::one() } else { A::zero() };
+                        *v = (*v - target) * scale;
+                    }
                 }
             }
-            TargetBuf::OneHot(t) => dx -= t,
+            TargetBuf::OneHot(t) => Zip::from(&mut dx)
+                .and(t)
+                .for_each(|v, &t| *v = (*v - t) * scale),
         }
-        let scale = dout / A::from(dx.nrows()).expect("a batch size is a float");
-        dx.mapv_inplace(|v| v * scale);
         dx
     }
 }

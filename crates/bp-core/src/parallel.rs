@@ -1,0 +1,539 @@
+//! Large matrix products shared between the calling thread and one persistent helper thread.
+//!
+//! A product `C = op(A) · op(B)` is cut in two along the rows of `C` (or its columns, when `C` is
+//! wider than tall, so that each thread packs only half of the larger operand): the caller computes
+//! the first part straight into `C` while the helper computes the second into a buffer of its own,
+//! which the caller then copies into place. Each output element is computed by exactly one thread,
+//! with the same kernel and the same summation order as the unsplit product (`matrixmultiply`
+//! blocks the shared dimension identically whatever the rows and columns), so the result is bit for
+//! bit the one the single-threaded product gives, whatever the timing.
+//!
+//! The operands reach the helper as `Arc`s: the layer keeps its weights and its cached input in
+//! `Arc`s, hands the helper a clone for one product, and the helper drops it before it reports
+//! back, so that the layer can take its arrays back mutably (`Arc::get_mut`) as soon as the product
+//! returns. No borrowed data crosses threads and nothing here is `unsafe`.
+//!
+//! The helper polls for a short while after each product before it sleeps, so that the products of
+//! one training step (a few tens of microseconds apart) do not each pay a thread wake-up. If the
+//! helper has not started its half by the time the caller has finished its own (it was asleep, or
+//! the machine is busy and it got no CPU), the caller takes the half back and computes it itself:
+//! a busy machine costs at most the single-threaded time.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis, NdFloat, Slice};
+
+/// Products with fewer multiply-adds than this run on the calling thread alone: below it, handing
+/// half to the helper costs more than it saves.
+pub(crate) const MIN_PARALLEL_FMAS: usize = 1 << 20;
+
+/// Rows or columns of `C` (whichever is more) below which a product is not split.
+const MIN_PARALLEL_ROWS: usize = 32;
+
+/// How long the helper keeps polling for the next product before it sleeps.
+const HELPER_SPIN: Duration = Duration::from_micros(200);
+
+/// Output buffers of different shapes a helper keeps.
+const MAX_SPARES: usize = 4;
+
+/// After the helper misses a product (it had not started it when the caller was done with its own
+/// part), this many products run on the caller alone, so that on a machine busy with other work
+/// the helper goes back to sleep instead of competing for a CPU with the caller.
+const COOLDOWN: u32 = 64;
+
+/// How long the caller polls for the helper's half before it yields its time slice between polls.
+const CALLER_SPIN: Duration = Duration::from_micros(100);
+
+/// 0: not set, use the machine's parallelism.
+static THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets how many threads a layer may use for one large matrix product: 1 keeps every product on
+/// the calling thread, 2 or more lets it share large products with one helper thread (more than
+/// two are not used). 0 restores the default: the environment variable `BP_THREADS` if it holds a
+/// positive number, else 2 if the machine has at least two CPUs available to this process
+/// (`std::thread::available_parallelism`), else 1.
+///
+/// The results do not depend on this setting: a split product computes each output element with
+/// the same operations, in the same order, as the unsplit one.
+///
+/// ```
+/// bp_core::set_threads(1);
+/// assert_eq!(bp_core::threads(), 1);
+/// bp_core::set_threads(0);
+/// assert!(bp_core::threads() >= 1);
+/// ```
+pub fn set_threads(threads: usize) {
+    THREADS.store(threads, Ordering::Relaxed);
+}
+
+/// The number of threads a layer uses for one large matrix product (1 or 2); see [`set_threads`].
+pub fn threads() -> usize {
+    match THREADS.load(Ordering::Relaxed) {
+        0 => {
+            static DEFAULT: OnceLock<usize> = OnceLock::new();
+            *DEFAULT.get_or_init(|| {
+                let from_env = std::env::var("BP_THREADS")
+                    .ok()
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .filter(|&n| n > 0);
+                from_env
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+                    .min(2)
+            })
+        }
+        n => n.min(2),
+    }
+}
+
+/// One operand of a product, shared with the helper: an array, read transposed or not.
+#[derive(Debug)]
+pub(crate) struct Operand<A> {
+    pub(crate) array: Arc<Array2<A>>,
+    pub(crate) transposed: bool,
+}
+
+impl<A> Operand<A> {
+    pub(crate) fn new(array: &Arc<Array2<A>>, transposed: bool) -> Self {
+        Operand {
+            array: Arc::clone(array),
+            transposed,
+        }
+    }
+
+    fn view(&self) -> ArrayView2<'_, A> {
+        view(&self.array, self.transposed)
+    }
+}
+
+/// A part of a product's output: some of its rows, or some of its columns.
+#[derive(Clone, Debug)]
+enum Part {
+    Rows(Range<usize>),
+    Cols(Range<usize>),
+}
+
+/// The helper's share of a product: `part` of `op(a) · op(b)`, written into `out`.
+struct Job<A> {
+    a: Operand<A>,
+    part: Part,
+    b: Operand<A>,
+    out: Array2<A>,
+}
+
+/// What the caller and the helper share, behind the mutex.
+struct State<A> {
+    /// A product waiting for the helper. Whoever takes it out computes it: the helper, or the
+    /// caller itself if the helper has not started it by the time the caller's own half is done.
+    job: Option<Job<A>>,
+    /// The helper's finished half.
+    result: Option<Array2<A>>,
+    /// The helper sleeps on the condition variable and must be woken for a new job.
+    parked: bool,
+    /// The layer is gone: the helper exits.
+    stop: bool,
+}
+
+struct Shared<A> {
+    state: Mutex<State<A>>,
+    wake: Condvar,
+    /// `state.job` is set (a hint, so that a polling helper need not take the lock).
+    pending: AtomicBool,
+    /// `state.result` is set (a hint, so that a polling caller need not take the lock).
+    finished: AtomicBool,
+}
+
+impl<A> Shared<A> {
+    fn lock(&self) -> MutexGuard<'_, State<A>> {
+        // A panic while the lock is held leaves nothing half-written that matters here: the worst
+        // case is a lost half, which the caller's `expect` reports.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A persistent helper thread for one layer's products. Dropping it stops the thread.
+pub(crate) struct Helper<A> {
+    shared: Arc<Shared<A>>,
+    /// The helper's output buffers between products, one per shape (a training step has a few
+    /// products of different shapes), kept so that a steady run reuses them.
+    spares: Vec<Array2<A>>,
+    /// Products still to run on the caller alone after the helper missed one (see `product`).
+    cooldown: u32,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl<A> std::fmt::Debug for Helper<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Helper").finish_non_exhaustive()
+    }
+}
+
+/// `out = part of (a · b)`: `a[rows] · b` or `a · b[.., cols]`.
+fn product_part<A: NdFloat>(
+    a: ArrayView2<'_, A>,
+    part: Part,
+    b: ArrayView2<'_, A>,
+    out: &mut ArrayViewMut2<'_, A>,
+) {
+    match part {
+        Part::Rows(rows) => {
+            let a = a.slice_axis(Axis(0), Slice::from(rows));
+            general_mat_mul(A::one(), &a, &b, A::zero(), out);
+        }
+        Part::Cols(cols) => {
+            let b = b.slice_axis(Axis(1), Slice::from(cols));
+            general_mat_mul(A::one(), &a, &b, A::zero(), out);
+        }
+    }
+}
+
+impl Part {
+    /// This part of `c`.
+    fn of<'c, A>(&self, c: &'c mut Array2<A>) -> ArrayViewMut2<'c, A> {
+        match self {
+            Part::Rows(rows) => c.slice_axis_mut(Axis(0), Slice::from(rows.clone())),
+            Part::Cols(cols) => c.slice_axis_mut(Axis(1), Slice::from(cols.clone())),
+        }
+    }
+}
+
+/// The helper thread's loop: take a job, compute it, hand back the result; poll for a while
+/// between jobs, then sleep until woken.
+fn helper_loop<A: NdFloat>(shared: &Shared<A>) {
+    loop {
+        let Some(job) = next_job(shared) else {
+            return;
+        };
+        let Job {
+            a,
+            part,
+            b,
+            mut out,
+        } = job;
+        product_part(a.view(), part, b.view(), &mut out.view_mut());
+        // Release the operands before reporting, so that the caller can take them back.
+        drop((a, b));
+        shared.lock().result = Some(out);
+        shared.finished.store(true, Ordering::Release);
+    }
+}
+
+/// The next job for the helper: polls for `HELPER_SPIN`, then sleeps until woken, and after a
+/// wake-up without a job (a caller warming the helper up) polls again. `None` when told to stop.
+fn next_job<A>(shared: &Shared<A>) -> Option<Job<A>> {
+    loop {
+        let start = Instant::now();
+        while start.elapsed() < HELPER_SPIN {
+            if shared.pending.load(Ordering::Acquire) {
+                let mut state = shared.lock();
+                shared.pending.store(false, Ordering::Relaxed);
+                if let Some(job) = state.job.take() {
+                    return Some(job);
+                }
+            }
+            for _ in 0..32 {
+                std::hint::spin_loop();
+            }
+        }
+        let mut state = shared.lock();
+        if state.stop {
+            return None;
+        }
+        if let Some(job) = state.job.take() {
+            shared.pending.store(false, Ordering::Relaxed);
+            return Some(job);
+        }
+        state.parked = true;
+        let mut state = shared
+            .wake
+            .wait(state)
+            .unwrap_or_else(PoisonError::into_inner);
+        state.parked = false;
+        if state.stop {
+            return None;
+        }
+        if let Some(job) = state.job.take() {
+            shared.pending.store(false, Ordering::Relaxed);
+            return Some(job);
+        }
+    }
+}
+
+impl<A: NdFloat> Helper<A> {
+    fn spawn() -> Option<Self> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                job: None,
+                result: None,
+                parked: false,
+                stop: false,
+            }),
+            wake: Condvar::new(),
+            pending: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
+        });
+        let theirs = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("bp-core-matmul".into())
+            .spawn(move || helper_loop(&theirs))
+            .ok()?;
+        Some(Helper {
+            shared,
+            spares: Vec::with_capacity(MAX_SPARES),
+            cooldown: 0,
+            thread: Some(thread),
+        })
+    }
+
+    /// Keeps an output buffer for the next product of its shape.
+    fn keep(&mut self, buf: Array2<A>) {
+        if self.spares.len() == MAX_SPARES {
+            self.spares.remove(0);
+        }
+        self.spares.push(buf);
+    }
+
+    /// Wakes the helper if it sleeps.
+    fn wake(&self) {
+        if self.shared.lock().parked {
+            self.shared.wake.notify_one();
+        }
+    }
+
+    /// `c = op(a) · op(b)`, shared with the helper thread.
+    ///
+    /// # Panics
+    ///
+    /// If the shapes do not fit, or the helper thread died in a product.
+    fn product(&mut self, a: Operand<A>, b: Operand<A>, c: &mut Array2<A>) {
+        if self.cooldown > 0 {
+            self.cooldown -= 1;
+            if self.cooldown == 0 {
+                // Wake the helper now, so that it is polling when the next product comes.
+                self.wake();
+            }
+            general_mat_mul(A::one(), &a.view(), &b.view(), A::zero(), c);
+            return;
+        }
+        let (m, n) = c.dim();
+        // Cut at a multiple of 16 (the widest kernel's tile) at or below the middle: the caller
+        // also copies the helper's part, so it takes the smaller share.
+        let cut = |len: usize| (len / 2 / 16 * 16).max(16).min(len);
+        let (mine, theirs, dim) = if n > m {
+            let split = cut(n);
+            (Part::Cols(0..split), Part::Cols(split..n), (m, n - split))
+        } else {
+            let split = cut(m);
+            (Part::Rows(0..split), Part::Rows(split..m), (m - split, n))
+        };
+        let buf = match self.spares.iter().position(|b| b.dim() == dim) {
+            Some(i) => self.spares.swap_remove(i),
+            None => Array2::zeros(dim),
+        };
+        let (a_top, b_top) = (Arc::clone(&a.array), Arc::clone(&b.array));
+        let (a_t, b_t) = (a.transposed, b.transposed);
+        let parked = {
+            let mut state = self.shared.lock();
+            state.job = Some(Job {
+                a,
+                part: theirs.clone(),
+                b,
+                out: buf,
+            });
+            state.parked
+        };
+        self.shared.pending.store(true, Ordering::Release);
+        if parked {
+            self.shared.wake.notify_one();
+        }
+        let (a_mine, b_mine) = (view(&a_top, a_t), view(&b_top, b_t));
+        product_part(a_mine, mine.clone(), b_mine, &mut mine.of(c));
+        drop((a_top, b_top));
+        let unstarted = self.shared.lock().job.take();
+        let mut rest = theirs.of(c);
+        match unstarted {
+            // The helper did not get to it (it was asleep, or had no CPU): do it here.
+            Some(Job { a, part, b, out }) => {
+                self.shared.pending.store(false, Ordering::Relaxed);
+                product_part(a.view(), part, b.view(), &mut rest);
+                self.keep(out);
+                self.cooldown = COOLDOWN;
+            }
+            None => {
+                let start = Instant::now();
+                while !self.shared.finished.load(Ordering::Acquire) {
+                    if start.elapsed() < CALLER_SPIN {
+                        std::hint::spin_loop();
+                    } else {
+                        std::thread::yield_now();
+                    }
+                    assert!(
+                        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+                            || self.shared.finished.load(Ordering::Acquire),
+                        "the matrix-product helper thread panicked"
+                    );
+                }
+                self.shared.finished.store(false, Ordering::Relaxed);
+                let out = self
+                    .shared
+                    .lock()
+                    .result
+                    .take()
+                    .expect("the helper reports a finished half with its result");
+                rest.assign(&out);
+                self.keep(out);
+            }
+        }
+    }
+}
+
+fn view<A>(array: &Array2<A>, transposed: bool) -> ArrayView2<'_, A> {
+    if transposed { array.t() } else { array.view() }
+}
+
+impl<A> Drop for Helper<A> {
+    fn drop(&mut self) {
+        self.shared.lock().stop = true;
+        self.shared.wake.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A lazily started helper thread, as a layer keeps it. Cloning gives an empty slot: each layer
+/// has its own helper.
+#[derive(Debug)]
+pub(crate) struct HelperSlot<A> {
+    helper: Mutex<Option<Helper<A>>>,
+}
+
+impl<A> HelperSlot<A> {
+    /// A slot whose helper starts on first use.
+    pub(crate) fn new() -> Self {
+        HelperSlot {
+            helper: Mutex::new(None),
+        }
+    }
+}
+
+impl<A> Clone for HelperSlot<A> {
+    fn clone(&self) -> Self {
+        HelperSlot {
+            helper: Mutex::new(None),
+        }
+    }
+}
+
+/// Whether a product of `m x k` by `k x n` is worth splitting.
+pub(crate) fn worth_splitting(m: usize, k: usize, n: usize) -> bool {
+    m.max(n) >= MIN_PARALLEL_ROWS
+        && m.saturating_mul(k).saturating_mul(n) >= MIN_PARALLEL_FMAS
+        && threads() > 1
+}
+
+impl<A: NdFloat> HelperSlot<A> {
+    /// `c = op(a) · op(b)`: split with the helper thread if the product is large enough (see
+    /// [`worth_splitting`]) and the helper is free, else on the calling thread alone. The result
+    /// is the same either way.
+    ///
+    /// # Panics
+    ///
+    /// If the shapes do not fit.
+    pub(crate) fn product(&self, a: Operand<A>, b: Operand<A>, c: &mut Array2<A>) {
+        let (m, k) = a.view().dim();
+        let n = b.view().ncols();
+        if worth_splitting(m, k, n) {
+            // Another thread using this layer's helper (concurrent `predict`s): compute alone.
+            if let Ok(mut guard) = self.helper.try_lock() {
+                if guard.is_none() {
+                    *guard = Helper::spawn();
+                }
+                if let Some(helper) = guard.as_mut() {
+                    helper.product(a, b, c);
+                    return;
+                }
+            }
+        }
+        general_mat_mul(A::one(), &a.view(), &b.view(), A::zero(), c);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::init::randn;
+    use rand::SeedableRng;
+    use rand_xoshiro::Xoshiro256PlusPlus;
+
+    /// The split product equals the single-threaded one bit for bit, for a cut by rows (C taller
+    /// than wide) and by columns (C wider than tall), with transposed operands, again and again
+    /// with the same helper and buffers.
+    fn split_equals_unsplit<A: NdFloat>() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(7);
+        let mut helper = Helper::<A>::spawn().expect("a thread can be started");
+        // (m, k, n, a transposed, b transposed)
+        for (m, k, n, a_t, b_t) in [
+            (100, 300, 40, false, false),
+            (37, 200, 130, false, true),
+            (300, 64, 50, true, false),
+            (90, 33, 90, true, true),
+        ] {
+            let a_dim = if a_t { (k, m) } else { (m, k) };
+            let b_dim = if b_t { (n, k) } else { (k, n) };
+            let a = Arc::new(randn::<A, _, _>(a_dim, 1.0, &mut rng));
+            let b = Arc::new(randn::<A, _, _>(b_dim, 1.0, &mut rng));
+            let mut expected = Array2::zeros((m, n));
+            general_mat_mul(
+                A::one(),
+                &view(&a, a_t),
+                &view(&b, b_t),
+                A::zero(),
+                &mut expected,
+            );
+            for _ in 0..5 {
+                let mut c = Array2::from_elem((m, n), A::nan());
+                helper.product(Operand::new(&a, a_t), Operand::new(&b, b_t), &mut c);
+                assert_eq!(c, expected, "{m}x{k}x{n}");
+                // The helper let go of both operands.
+                assert_eq!(Arc::strong_count(&a), 1);
+                assert_eq!(Arc::strong_count(&b), 1);
+            }
+        }
+    }
+
+    #[test]
+    fn split_products_equal_unsplit_ones_f32() {
+        split_equals_unsplit::<f32>();
+    }
+
+    #[test]
+    fn split_products_equal_unsplit_ones_f64() {
+        split_equals_unsplit::<f64>();
+    }
+
+    #[test]
+    fn small_products_are_not_split() {
+        assert!(!worth_splitting(100, 50, 10));
+        assert!(!worth_splitting(8, 100_000, 8));
+    }
+
+    /// A layer's helper thread stops when the layer is dropped; a clone gets its own.
+    #[test]
+    fn helper_slots_start_and_stop_their_threads() {
+        let slot = HelperSlot::<f64>::new();
+        let a = Arc::new(Array2::from_elem((64, 128), 1.0));
+        let b = Arc::new(Array2::from_elem((128, 160), 0.5));
+        let mut c = Array2::zeros((64, 160));
+        slot.product(Operand::new(&a, false), Operand::new(&b, false), &mut c);
+        assert!(c.iter().all(|&v| v == 64.0));
+        let copy = slot.clone();
+        assert!(copy.helper.lock().unwrap().is_none());
+        drop(slot);
+        drop(copy);
+    }
+}

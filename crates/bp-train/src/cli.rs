@@ -1,0 +1,436 @@
+//! The command line of `bp-train`: its flags, their checks, and the [`RunConfig`] they make.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use bp_core::Init;
+use clap::error::ErrorKind;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
+
+use crate::multi_layer::Activation;
+use crate::optimizer::OptimizerKind;
+use crate::run::{Dtype, NetSpec, RunConfig};
+use crate::schedule::Schedule;
+use crate::train::{Length, Sampling, TrainConfig};
+
+/// The default data directory, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "datasets/mnist";
+
+/// The weight initialisation, as chosen on the command line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, ValueEnum)]
+pub enum InitKind {
+    /// A fixed standard deviation, `--weight-init-std` (the book's 0.01).
+    #[default]
+    Std,
+    /// He: `sqrt(2 / fan_in)`, for Relu.
+    He,
+    /// Xavier: `sqrt(1 / fan_in)`, for Sigmoid.
+    Xavier,
+}
+
+/// Train a multi-layer perceptron by backpropagation on MNIST (or any data set in its IDX layout),
+/// as in chapters 5 and 6 of "Deep Learning from Scratch". With no flags: the book's TwoLayerNet
+/// 784-50-10, SGD with lr 0.1, batch 100, 10000 iterations.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "bp-train", version, max_term_width = 100)]
+pub struct Cli {
+    /// Directory holding train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz],
+    /// t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz]; any image size and class count
+    /// [default: datasets/mnist]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Training iterations (the book's iters_num) [default: 10000]
+    #[arg(long, value_name = "N", value_parser = positive_usize, allow_negative_numbers = true,
+          conflicts_with = "epochs")]
+    pub iters: Option<usize>,
+
+    /// Training epochs of max(train_size / batch_size, 1) iterations each, instead of --iters
+    #[arg(long, value_name = "N", value_parser = positive_usize, allow_negative_numbers = true)]
+    pub epochs: Option<usize>,
+
+    /// Samples per batch
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = positive_usize,
+          allow_negative_numbers = true)]
+    pub batch_size: usize,
+
+    /// Learning rate [default: 0.1 for sgd, 0.01 for momentum and adagrad, 0.001 for adam]
+    #[arg(long, value_name = "F", value_parser = positive_f64, allow_hyphen_values = true)]
+    pub lr: Option<f64>,
+
+    /// Hidden layer sizes, comma-separated: 50 is the book's TwoLayerNet, 256,128 two hidden layers
+    #[arg(long, value_name = "SIZES", default_value = "50", value_parser = parse_hidden,
+          allow_negative_numbers = true)]
+    pub hidden: HiddenSizes,
+
+    /// Hidden activation
+    #[arg(long, value_enum, default_value_t)]
+    pub activation: Activation,
+
+    /// Update rule
+    #[arg(long, value_enum, default_value_t)]
+    pub optimizer: OptimizerKind,
+
+    /// Weight initialisation: a fixed std (--weight-init-std), He (Relu) or Xavier (Sigmoid)
+    #[arg(long, value_enum, default_value_t)]
+    pub init: InitKind,
+
+    /// Standard deviation of the initial weights with --init std
+    #[arg(long, value_name = "F", default_value_t = 0.01, value_parser = positive_f64,
+          allow_hyphen_values = true)]
+    pub weight_init_std: f64,
+
+    /// Weight decay λ: adds ½ λ Σ ‖W‖² to the loss
+    #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = non_negative_f64,
+          allow_hyphen_values = true)]
+    pub weight_decay: f64,
+
+    /// Dropout ratio in [0, 1) after each hidden activation
+    #[arg(long, value_name = "F", value_parser = dropout_ratio, allow_hyphen_values = true)]
+    pub dropout: Option<f64>,
+
+    /// Batch normalisation before each hidden activation
+    #[arg(long)]
+    pub batch_norm: bool,
+
+    /// Learning-rate schedule: constant, step (×0.1 at 1/2 and again at 3/4 of the run) or cosine
+    #[arg(long, value_enum, default_value_t)]
+    pub schedule: Schedule,
+
+    /// Batches drawn with replacement (book) or from shuffled epochs without replacement (shuffle)
+    #[arg(long, value_enum, default_value_t)]
+    pub sampling: Sampling,
+
+    /// Seed of the weights, batches and dropout masks: the same seed gives the same numbers
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
+
+    /// Element type: f32, or f64 as the book's NumPy code
+    #[arg(long, value_enum, default_value_t)]
+    pub dtype: Dtype,
+
+    /// Write one CSV line per epoch to FILE: epoch,iter,loss,train_acc,test_acc,seconds (seconds:
+    /// training seconds so far)
+    #[arg(long, value_name = "FILE.csv")]
+    pub metrics: Option<PathBuf>,
+
+    /// Print only the final line
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// The `--hidden` sizes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HiddenSizes(pub Vec<usize>);
+
+/// A positive integer.
+fn positive_usize(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<i128>() {
+        Ok(v) if v >= 1 => usize::try_from(v).map_err(|_| format!("{v} is too large")),
+        Ok(_) => Err("must be a positive integer".to_owned()),
+        Err(_) => Err("not a positive integer".to_owned()),
+    }
+}
+
+/// A finite number.
+fn finite_f64(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err("not a finite number".to_owned()),
+    }
+}
+
+/// A finite number > 0.
+fn positive_f64(s: &str) -> Result<f64, String> {
+    let v = finite_f64(s)?;
+    if v > 0.0 {
+        Ok(v)
+    } else {
+        Err("must be greater than 0".to_owned())
+    }
+}
+
+/// A finite number >= 0.
+fn non_negative_f64(s: &str) -> Result<f64, String> {
+    let v = finite_f64(s)?;
+    if v >= 0.0 {
+        Ok(v)
+    } else {
+        Err("must be 0 or more".to_owned())
+    }
+}
+
+/// A dropout ratio in [0, 1).
+fn dropout_ratio(s: &str) -> Result<f64, String> {
+    let v = finite_f64(s)?;
+    if (0.0..1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err("must be in [0, 1)".to_owned())
+    }
+}
+
+/// Comma-separated positive sizes: `50`, `256,128`.
+fn parse_hidden(s: &str) -> Result<HiddenSizes, String> {
+    s.split(',')
+        .map(positive_usize)
+        .collect::<Result<Vec<_>, _>>()
+        .map(HiddenSizes)
+        .map_err(|_| {
+            "hidden sizes are positive integers separated by commas, like 50 or 256,128".to_owned()
+        })
+}
+
+/// The data directory: `dir` if given; else `datasets/mnist` under the working directory if it
+/// exists, else the repository's `datasets/mnist` (found from this crate's source directory, so that
+/// `cargo run -p bp-train` works from anywhere in the repository), else `datasets/mnist` (and
+/// loading will report it missing).
+pub fn resolve_data_dir(dir: Option<&Path>) -> PathBuf {
+    if let Some(dir) = dir {
+        return dir.to_path_buf();
+    }
+    let local = PathBuf::from(DEFAULT_DATA_DIR);
+    if local.is_dir() {
+        return local;
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("..")
+        .join(DEFAULT_DATA_DIR);
+    if repo.is_dir() { repo } else { local }
+}
+
+/// A parsed command line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Parsed {
+    /// The run to do.
+    pub run: RunConfig,
+    /// `--quiet`: print only the final line.
+    pub quiet: bool,
+}
+
+impl Cli {
+    /// Parses a command line (`args[0]` is the program name), checks the combinations the flags'
+    /// own parsers cannot, and makes the run's configuration.
+    ///
+    /// # Errors
+    ///
+    /// A clap error for an unknown flag or a bad value (exit status 2), also if
+    /// `--weight-init-std` is given with `--init he|xavier`; for `--help` and `--version`, the
+    /// clap "error" that displays them (exit status 0).
+    pub fn parse_config_from<I, T>(args: I) -> Result<Parsed, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let matches = Cli::command().try_get_matches_from(args)?;
+        let cli = Cli::from_arg_matches(&matches)?;
+        let std_given = matches.value_source("weight_init_std") == Some(ValueSource::CommandLine);
+        let quiet = cli.quiet;
+        Ok(Parsed {
+            run: cli.into_run_config(std_given)?,
+            quiet,
+        })
+    }
+
+    /// The run's configuration; `std_given` tells whether `--weight-init-std` was on the command line.
+    fn into_run_config(self, std_given: bool) -> Result<RunConfig, clap::Error> {
+        let init = match self.init {
+            InitKind::Std => Init::Std(self.weight_init_std),
+            InitKind::He | InitKind::Xavier if std_given => {
+                return Err(Cli::command().error(
+                    ErrorKind::ArgumentConflict,
+                    "--weight-init-std only applies to --init std",
+                ));
+            }
+            InitKind::He => Init::He,
+            InitKind::Xavier => Init::Xavier,
+        };
+        let length = match (self.iters, self.epochs) {
+            (_, Some(e)) => Length::Epochs(e),
+            (Some(i), None) => Length::Iters(i),
+            (None, None) => Length::Iters(10_000),
+        };
+        Ok(RunConfig {
+            data_dir: resolve_data_dir(self.data_dir.as_deref()),
+            net: NetSpec {
+                hidden_sizes: self.hidden.0,
+                activation: self.activation,
+                init,
+                dropout: self.dropout,
+                batch_norm: self.batch_norm,
+                weight_decay: self.weight_decay,
+            },
+            train: TrainConfig {
+                length,
+                batch_size: self.batch_size,
+                lr: self.lr.unwrap_or_else(|| self.optimizer.default_lr()),
+                optimizer: self.optimizer,
+                schedule: self.schedule,
+                sampling: self.sampling,
+                seed: self.seed,
+                metrics: self.metrics,
+            },
+            dtype: self.dtype,
+        })
+    }
+}
+
+/// The message of a clap error on one line: its first line, plus the list of possible values if
+/// clap gave one. Help and version output are returned whole.
+pub fn one_line_error(err: &clap::Error) -> String {
+    let text = err.render().to_string();
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) {
+        return text;
+    }
+    let mut lines = text.lines();
+    let mut line = lines
+        .next()
+        .unwrap_or("error: invalid arguments")
+        .trim_end()
+        .to_owned();
+    if let Some(values) = lines
+        .map(str::trim)
+        .find(|l| l.starts_with("[possible values:"))
+    {
+        line.push(' ');
+        line.push_str(values);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<RunConfig, clap::Error> {
+        Cli::parse_config_from(std::iter::once("bp-train").chain(args.iter().copied()))
+            .map(|p| p.run)
+    }
+
+    fn message(args: &[&str]) -> String {
+        one_line_error(&parse(args).unwrap_err())
+    }
+
+    #[test]
+    fn defaults_are_the_books() {
+        let cfg = parse(&[]).unwrap();
+        assert_eq!(cfg.net, NetSpec::default());
+        assert_eq!(cfg.train, TrainConfig::default());
+        assert_eq!(cfg.dtype, Dtype::F32);
+        assert!(cfg.data_dir.ends_with("datasets/mnist"));
+    }
+
+    #[test]
+    fn flags_make_the_config() {
+        let cfg = parse(&[
+            "--data-dir",
+            "d",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "32",
+            "--hidden",
+            "256, 128",
+            "--activation",
+            "sigmoid",
+            "--optimizer",
+            "adam",
+            "--init",
+            "xavier",
+            "--weight-decay",
+            "1e-4",
+            "--dropout",
+            "0.25",
+            "--batch-norm",
+            "--schedule",
+            "cosine",
+            "--sampling",
+            "shuffle",
+            "--seed",
+            "7",
+            "--dtype",
+            "f64",
+            "--metrics",
+            "m.csv",
+            "--quiet",
+        ])
+        .unwrap();
+        assert_eq!(cfg.data_dir, PathBuf::from("d"));
+        assert_eq!(cfg.net.hidden_sizes, [256, 128]);
+        assert_eq!(cfg.net.activation, Activation::Sigmoid);
+        assert_eq!(cfg.net.init, Init::Xavier);
+        assert_eq!(cfg.net.dropout, Some(0.25));
+        assert!(cfg.net.batch_norm);
+        assert_eq!(cfg.net.weight_decay, 1e-4);
+        assert_eq!(cfg.train.length, Length::Epochs(3));
+        assert_eq!(cfg.train.batch_size, 32);
+        assert_eq!(cfg.train.lr, 0.001);
+        assert_eq!(cfg.train.optimizer, OptimizerKind::Adam);
+        assert_eq!(cfg.train.schedule, Schedule::Cosine);
+        assert_eq!(cfg.train.sampling, Sampling::Shuffle);
+        assert_eq!(cfg.train.seed, 7);
+        assert_eq!(cfg.train.metrics, Some(PathBuf::from("m.csv")));
+        assert_eq!(cfg.dtype, Dtype::F64);
+        let cfg = parse(&["--iters", "5", "--lr", "0.5", "--weight-init-std", "0.1"]).unwrap();
+        assert_eq!(cfg.train.length, Length::Iters(5));
+        assert_eq!(cfg.train.lr, 0.5);
+        assert_eq!(cfg.net.init, Init::Std(0.1));
+    }
+
+    #[test]
+    fn bad_values_are_refused_in_one_line() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--batch-size", "0"], "must be a positive integer"),
+            (&["--batch-size", "-5"], "must be a positive integer"),
+            (&["--iters", "0"], "'--iters <N>'"),
+            (&["--epochs", "x"], "not a positive integer"),
+            (&["--hidden", "100,0"], "hidden sizes are positive integers"),
+            (&["--hidden", "-3"], "'-3'"),
+            (&["--hidden", ""], "hidden sizes"),
+            (&["--lr", "0"], "must be greater than 0"),
+            (&["--lr", "-0.1"], "must be greater than 0"),
+            (&["--lr", "nan"], "not a finite number"),
+            (&["--dropout", "1"], "must be in [0, 1)"),
+            (&["--dropout", "-0.5"], "must be in [0, 1)"),
+            (&["--weight-decay", "-1"], "must be 0 or more"),
+            (&["--iters", "10", "--epochs", "2"], "cannot be used with"),
+            (
+                &["--init", "he", "--weight-init-std", "0.1"],
+                "--weight-init-std only applies",
+            ),
+            (
+                &["--optimizer", "rmsprop"],
+                "[possible values: sgd, momentum, adagrad, adam]",
+            ),
+            (&["--bogus"], "unexpected argument '--bogus'"),
+        ];
+        for (args, expected) in cases {
+            let msg = message(args);
+            assert!(msg.starts_with("error: "), "{args:?}: {msg}");
+            assert!(msg.contains(expected), "{args:?}: {msg}");
+            assert!(!msg.contains('\n'), "{args:?}: {msg}");
+        }
+        assert_eq!(parse(&["--lr", "0"]).unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
+    fn the_default_data_dir_is_found_from_the_crate_directory() {
+        let dir = resolve_data_dir(None);
+        assert!(
+            dir.join("train-images-idx3-ubyte.gz").is_file(),
+            "{}",
+            dir.display()
+        );
+        assert_eq!(resolve_data_dir(Some(Path::new("x"))), PathBuf::from("x"));
+    }
+
+    #[test]
+    fn the_command_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

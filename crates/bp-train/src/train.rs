@@ -1,0 +1,553 @@
+//! The training loop.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use bp_loss::Targets;
+use ndarray::{Array2, ArrayView2, Ix2, NdFloat};
+use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use crate::error::TrainError;
+use crate::network::Network;
+use crate::optimizer::OptimizerKind;
+use crate::schedule::Schedule;
+
+/// How each iteration's batch is drawn from the training set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Sampling {
+    /// The book's `np.random.choice(train_size, batch_size)`: every batch drawn uniformly with
+    /// replacement, independently of the others.
+    #[default]
+    Book,
+    /// Shuffled epochs: each epoch walks a new random permutation of the training set, batch by
+    /// batch, so every sample is seen once per epoch (the last `train_size % batch_size` samples of
+    /// the permutation are left out of that epoch).
+    Shuffle,
+}
+
+impl Sampling {
+    /// The lower-case name, as on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Sampling::Book => "book",
+            Sampling::Shuffle => "shuffle",
+        }
+    }
+}
+
+/// How long to train.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Length {
+    /// A number of iterations (the book's `iters_num`); the last epoch may be partial.
+    Iters(usize),
+    /// A number of epochs of [`iters_per_epoch`] iterations.
+    Epochs(usize),
+}
+
+/// Everything about a run but the network and the data.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    /// How long to train.
+    pub length: Length,
+    /// Samples per batch.
+    pub batch_size: usize,
+    /// The base learning rate.
+    pub lr: f64,
+    /// The update rule.
+    pub optimizer: OptimizerKind,
+    /// How the learning rate changes over the run.
+    pub schedule: Schedule,
+    /// How batches are drawn.
+    pub sampling: Sampling,
+    /// The seed of every random choice of the run (weights, batches, dropout masks).
+    pub seed: u64,
+    /// A CSV file to write one line of metrics per epoch to.
+    pub metrics: Option<PathBuf>,
+}
+
+impl Default for TrainConfig {
+    /// The book's chapter 5 run: 10000 iterations of batch 100, SGD with lr 0.1, book sampling,
+    /// seed 0.
+    fn default() -> Self {
+        TrainConfig {
+            length: Length::Iters(10_000),
+            batch_size: 100,
+            lr: 0.1,
+            optimizer: OptimizerKind::Sgd,
+            schedule: Schedule::Constant,
+            sampling: Sampling::Book,
+            seed: 0,
+            metrics: None,
+        }
+    }
+}
+
+/// The book's `iter_per_epoch = max(train_size / batch_size, 1)`.
+///
+/// ```
+/// assert_eq!(bp_train::iters_per_epoch(60000, 100), 600);
+/// assert_eq!(bp_train::iters_per_epoch(50, 100), 1);
+/// ```
+pub fn iters_per_epoch(train_size: usize, batch_size: usize) -> usize {
+    (train_size / batch_size.max(1)).max(1)
+}
+
+/// The independent random streams of a run, each a [`Xoshiro256PlusPlus`] seeded from the run's seed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// Weight initialisation, then the dropout layers' seeds: exactly `seed_from_u64(seed)`.
+    Init,
+    /// Batch sampling.
+    Sampling,
+}
+
+/// The generator of one random stream of a run with the given seed.
+pub fn rng(seed: u64, stream: Stream) -> Xoshiro256PlusPlus {
+    let k = match stream {
+        Stream::Init => 0,
+        Stream::Sampling => 1,
+    };
+    // seed_from_u64 runs the seed through SplitMix64, so nearby seeds give unrelated streams.
+    Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x9E37_79B9_7F4A_7C15u64.wrapping_mul(k))
+}
+
+/// A data set: inputs flattened to (N, features) and one class index per row.
+#[derive(Clone, Copy, Debug)]
+pub struct Dataset<'a, A> {
+    /// The inputs, one row per sample.
+    pub x: ArrayView2<'a, A>,
+    /// The class of each row.
+    pub t: &'a [usize],
+}
+
+impl<'a, A> Dataset<'a, A> {
+    /// A data set of the given inputs and labels.
+    ///
+    /// # Panics
+    ///
+    /// If there is not one label per row.
+    #[track_caller]
+    pub fn new(x: ArrayView2<'a, A>, t: &'a [usize]) -> Self {
+        assert!(
+            x.nrows() == t.len(),
+            "Dataset::new: x has shape {:?} but there are {} labels",
+            x.shape(),
+            t.len()
+        );
+        Dataset { x, t }
+    }
+
+    /// The number of samples.
+    pub fn len(&self) -> usize {
+        self.t.len()
+    }
+
+    /// Whether there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.t.is_empty()
+    }
+}
+
+/// What a run will do, given to [`Observer::start`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Training samples.
+    pub train_size: usize,
+    /// Test samples.
+    pub test_size: usize,
+    /// Samples per batch.
+    pub batch_size: usize,
+    /// Iterations in all.
+    pub iters: usize,
+    /// Iterations per (full) epoch.
+    pub iters_per_epoch: usize,
+    /// Epochs, the last of which may be partial.
+    pub epochs: usize,
+}
+
+/// The numbers of one epoch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EpochReport {
+    /// The epoch, from 1.
+    pub epoch: usize,
+    /// Iterations done so far, this epoch's included.
+    pub iter: usize,
+    /// The mean of this epoch's training-step losses (as `gradient` returned them).
+    pub loss: f64,
+    /// Accuracy on the whole training set at the end of the epoch.
+    pub train_acc: f64,
+    /// Accuracy on the test set at the end of the epoch.
+    pub test_acc: f64,
+    /// Seconds spent in this epoch's training steps (evaluation excluded).
+    pub seconds: f64,
+    /// Seconds spent in training steps so far.
+    pub train_seconds: f64,
+}
+
+/// The result of a run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainSummary {
+    /// One report per epoch.
+    pub epochs: Vec<EpochReport>,
+    /// Iterations done.
+    pub iters: usize,
+    /// Seconds spent in training steps (evaluation excluded).
+    pub train_seconds: f64,
+    /// Training-set accuracy at the end.
+    pub train_acc: f64,
+    /// Test-set accuracy at the end.
+    pub test_acc: f64,
+}
+
+/// Hooks through which a caller follows a run (to print it, draw a progress bar, ...). Every
+/// method does nothing by default.
+pub trait Observer {
+    /// Before the first step.
+    fn start(&mut self, _plan: &Plan) {}
+    /// Before the first step of an epoch that will run `steps` iterations.
+    fn epoch_start(&mut self, _epoch: usize, _steps: usize) {}
+    /// After each training step; `done` counts the steps of the current epoch. Keep it cheap: it
+    /// is timed as part of training.
+    fn step(&mut self, _done: usize) {}
+    /// After each epoch's evaluation.
+    fn epoch_end(&mut self, _report: &EpochReport) {}
+}
+
+/// An observer that ignores everything.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Silent;
+
+impl Observer for Silent {}
+
+/// Draws the sample indices of each batch.
+struct Sampler {
+    sampling: Sampling,
+    rng: Xoshiro256PlusPlus,
+    /// The current permutation (shuffle sampling) and the position in it.
+    order: Vec<usize>,
+    cursor: usize,
+    n: usize,
+}
+
+impl Sampler {
+    fn new(sampling: Sampling, n: usize, rng: Xoshiro256PlusPlus) -> Self {
+        Sampler {
+            sampling,
+            rng,
+            order: match sampling {
+                Sampling::Book => Vec::new(),
+                Sampling::Shuffle => (0..n).collect(),
+            },
+            cursor: 0,
+            n,
+        }
+    }
+
+    fn start_epoch(&mut self) {
+        if self.sampling == Sampling::Shuffle {
+            self.order.shuffle(&mut self.rng);
+            self.cursor = 0;
+        }
+    }
+
+    fn fill(&mut self, indices: &mut [usize]) {
+        match self.sampling {
+            Sampling::Book => {
+                for i in indices {
+                    *i = self.rng.random_range(0..self.n);
+                }
+            }
+            Sampling::Shuffle => {
+                for i in indices {
+                    // Only a batch larger than the training set wraps within an epoch.
+                    if self.cursor == self.n {
+                        self.order.shuffle(&mut self.rng);
+                        self.cursor = 0;
+                    }
+                    *i = self.order[self.cursor];
+                    self.cursor += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Writes the `--metrics` CSV file.
+struct MetricsCsv {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+impl MetricsCsv {
+    const HEADER: &'static str = "epoch,iter,loss,train_acc,test_acc,seconds";
+
+    fn create(path: &Path) -> Result<Self, TrainError> {
+        let err = |source| TrainError::Metrics {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut out = BufWriter::new(File::create(path).map_err(err)?);
+        writeln!(out, "{}", Self::HEADER)
+            .and_then(|()| out.flush())
+            .map_err(err)?;
+        Ok(MetricsCsv {
+            path: path.to_path_buf(),
+            out,
+        })
+    }
+
+    fn write(&mut self, r: &EpochReport) -> Result<(), TrainError> {
+        writeln!(
+            self.out,
+            "{},{},{},{},{},{:.6}",
+            r.epoch, r.iter, r.loss, r.train_acc, r.test_acc, r.train_seconds
+        )
+        .and_then(|()| self.out.flush())
+        .map_err(|source| TrainError::Metrics {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
+/// Half the largest value of the book's cross-entropy, `-ln(1e-7) / 2 ≈ 8.06`: a mean batch loss
+/// above it means the net is confidently wrong on most of the batch. See [`train`].
+pub const SATURATED_LOSS: f64 = 8.059_047_825_479_16;
+
+/// How many iterations in a row the loss may stay above [`SATURATED_LOSS`] before [`train`] calls
+/// the run divergent.
+pub const SATURATED_STEPS: usize = 50;
+
+/// Trains `net` on `train`, evaluating on the whole training and test sets after each epoch.
+///
+/// Each iteration draws a batch (see [`Sampling`]), gathers it into a buffer reused from step to step
+/// (the first layer hands its storage back through [`Network::gradient_reusing`]), runs one forward
+/// and backward pass with [`Network::gradient`]'s semantics, and lets the optimizer update every
+/// parameter with the scheduled learning rate. The loss of each step is the one `gradient` returned;
+/// nothing runs a second forward pass to log it. Only the training steps are timed.
+///
+/// A diverging run stops at once with [`TrainError::Diverged`]: when a step's data loss (the loss
+/// minus [`Network::penalty`]) is NaN or infinite, or when it has stayed above [`SATURATED_LOSS`]
+/// for [`SATURATED_STEPS`] iterations in a row. The second test is needed because the book's
+/// cross-entropy, `-ln(y + 1e-7)`, never reaches infinity: with a far too large learning rate the
+/// weights blow up, the softmax saturates, and the loss sticks near its ceiling of 16.1 instead of
+/// becoming NaN. A run that only jumps there for a few steps and recovers (AdaGrad's or Adam's
+/// first steps with a large rate) goes on.
+///
+/// The run is a function of `cfg.seed` (for the batches; the caller seeds the weights, see [`rng`]):
+/// the same seed, network and data give the same numbers.
+///
+/// # Errors
+///
+/// [`TrainError::Diverged`], and [`TrainError::Metrics`] if the metrics file cannot be written.
+///
+/// # Panics
+///
+/// If `cfg.batch_size` or the length is 0, a data set is empty, or the data does not fit the
+/// network (the layers panic with the shapes).
+///
+/// # Example
+///
+/// ```
+/// use bp_train::{Dataset, Length, Silent, TrainConfig, TwoLayerNet, train};
+/// use ndarray::Array2;
+///
+/// // Two classes: is the first feature larger than the second?
+/// let x = Array2::from_shape_fn((200, 2), |(i, j)| ((i * 7 + j * 13) % 17) as f32 / 17.0);
+/// let t: Vec<usize> = x.rows().into_iter().map(|r| usize::from(r[0] > r[1])).collect();
+/// let data = Dataset::new(x.view(), &t);
+/// let mut net = TwoLayerNet::<f32>::new(2, 16, 2, 0.5, &mut bp_train::rng(0, bp_train::Stream::Init));
+/// let cfg = TrainConfig { length: Length::Epochs(30), batch_size: 20, lr: 0.5, ..TrainConfig::default() };
+/// let summary = train(&mut net, data, data, &cfg, &mut Silent)?;
+/// assert_eq!(summary.iters, 300);
+/// assert!(summary.test_acc > 0.9, "{}", summary.test_acc);
+/// # Ok::<(), bp_train::TrainError>(())
+/// ```
+pub fn train<A, N>(
+    net: &mut N,
+    train: Dataset<'_, A>,
+    test: Dataset<'_, A>,
+    cfg: &TrainConfig,
+    observer: &mut dyn Observer,
+) -> Result<TrainSummary, TrainError>
+where
+    A: NdFloat + 'static,
+    N: Network<A> + ?Sized,
+{
+    assert!(cfg.batch_size > 0, "train: the batch size must be positive");
+    assert!(
+        !train.is_empty() && !test.is_empty(),
+        "train: the training set ({}) and the test set ({}) must not be empty",
+        train.len(),
+        test.len()
+    );
+    let n = train.len();
+    let features = train.x.ncols();
+    let batch_size = cfg.batch_size;
+    let ipe = iters_per_epoch(n, batch_size);
+    let iters = match cfg.length {
+        Length::Iters(i) => i,
+        Length::Epochs(e) => e.checked_mul(ipe).expect("the iteration count overflows"),
+    };
+    assert!(iters > 0, "train: the run must have at least one iteration");
+    let epochs = iters.div_ceil(ipe);
+    observer.start(&Plan {
+        train_size: n,
+        test_size: test.len(),
+        batch_size,
+        iters,
+        iters_per_epoch: ipe,
+        epochs,
+    });
+
+    let mut metrics = cfg.metrics.as_deref().map(MetricsCsv::create).transpose()?;
+    let mut optimizer = cfg.optimizer.build::<A>();
+    let mut sampler = Sampler::new(cfg.sampling, n, rng(cfg.seed, Stream::Sampling));
+    let mut indices = vec![0usize; batch_size];
+    let mut labels = vec![0usize; batch_size];
+    let mut batch: Option<Array2<A>> = None;
+    let mut reports = Vec::with_capacity(epochs);
+    let mut iter = 0;
+    let mut train_seconds = 0.0;
+    let mut saturated = 0;
+
+    for epoch in 1..=epochs {
+        let steps = ipe.min(iters - iter);
+        observer.epoch_start(epoch, steps);
+        sampler.start_epoch();
+        let mut loss_sum = 0.0;
+        let started = Instant::now();
+        for done in 1..=steps {
+            sampler.fill(&mut indices);
+            let mut x = match batch.take() {
+                Some(b) if b.dim() == (batch_size, features) => b,
+                _ => Array2::zeros((batch_size, features)),
+            };
+            for ((mut row, &i), label) in x.rows_mut().into_iter().zip(&indices).zip(&mut labels) {
+                row.assign(&train.x.row(i));
+                *label = train.t[i];
+            }
+            let (loss, storage) = net.gradient_reusing(x.into_dyn(), Targets::Index(&labels));
+            batch = storage.and_then(|b| b.into_dimensionality::<Ix2>().ok());
+            let lr = cfg.schedule.lr(cfg.lr, iter, iters);
+            let loss = loss.to_f64().unwrap_or(f64::NAN);
+            let data_loss = loss - net.penalty().to_f64().unwrap_or(0.0);
+            saturated = if data_loss > SATURATED_LOSS {
+                saturated + 1
+            } else {
+                0
+            };
+            if !data_loss.is_finite() || saturated == SATURATED_STEPS {
+                return Err(TrainError::Diverged {
+                    iter: iter + 1,
+                    epoch,
+                    loss: data_loss,
+                    lr,
+                });
+            }
+            loss_sum += loss;
+            let lr = A::from(lr).expect("a finite f64 converts");
+            optimizer.begin_step();
+            let mut index = 0;
+            net.visit_params(&mut |p| {
+                optimizer.update_param(index, lr, p);
+                index += 1;
+            });
+            iter += 1;
+            observer.step(done);
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        train_seconds += seconds;
+        let report = EpochReport {
+            epoch,
+            iter,
+            loss: loss_sum / steps as f64,
+            train_acc: net.accuracy(train.x.into_dyn(), train.t),
+            test_acc: net.accuracy(test.x.into_dyn(), test.t),
+            seconds,
+            train_seconds,
+        };
+        if let Some(m) = &mut metrics {
+            m.write(&report)?;
+        }
+        observer.epoch_end(&report);
+        reports.push(report);
+    }
+    let last = *reports.last().expect("there is at least one epoch");
+    Ok(TrainSummary {
+        epochs: reports,
+        iters,
+        train_seconds,
+        train_acc: last.train_acc,
+        test_acc: last.test_acc,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn book_sampling_draws_with_replacement_in_range() {
+        let mut s = Sampler::new(Sampling::Book, 5, rng(1, Stream::Sampling));
+        let mut idx = [0; 100];
+        s.start_epoch();
+        s.fill(&mut idx);
+        assert!(idx.iter().all(|&i| i < 5));
+        // 100 draws from 5: repeats are certain.
+        let mut sorted = idx.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 5);
+    }
+
+    #[test]
+    fn shuffle_sampling_sees_every_sample_once_per_epoch() {
+        let mut s = Sampler::new(Sampling::Shuffle, 10, rng(2, Stream::Sampling));
+        let mut previous = Vec::new();
+        for _ in 0..3 {
+            s.start_epoch();
+            let mut seen = Vec::new();
+            for _ in 0..iters_per_epoch(10, 3) {
+                let mut idx = [0; 3];
+                s.fill(&mut idx);
+                seen.extend(idx);
+            }
+            assert_eq!(seen.len(), 9);
+            let mut sorted = seen.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            assert_eq!(sorted.len(), 9, "{seen:?}");
+            assert_ne!(seen, previous);
+            previous = seen;
+        }
+        // A batch larger than the set wraps into a new permutation.
+        let mut s = Sampler::new(Sampling::Shuffle, 4, rng(3, Stream::Sampling));
+        s.start_epoch();
+        let mut idx = [0; 6];
+        s.fill(&mut idx);
+        let mut first = idx[..4].to_vec();
+        first.sort_unstable();
+        assert_eq!(first, [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn saturated_loss_is_half_the_ceiling() {
+        assert!((SATURATED_LOSS - -(bp_loss::DELTA.ln()) / 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn streams_differ_and_init_is_the_plain_seed() {
+        use rand::Rng;
+        let mut a = rng(7, Stream::Init);
+        let mut b = rng(7, Stream::Sampling);
+        let mut plain = Xoshiro256PlusPlus::seed_from_u64(7);
+        let x = a.next_u64();
+        assert_eq!(x, plain.next_u64());
+        assert_ne!(x, b.next_u64());
+    }
+}

@@ -1,0 +1,124 @@
+//! A steady training step allocates nothing but the packing buffers of the matrix products.
+//!
+//! A counting global allocator counts every allocation between two steps of the real training loop
+//! (seen through the `Observer::step` hook). The layers, the loss, the batch gathering and the
+//! optimizers recycle their buffers; what is left is one packing buffer per matrix product, which
+//! `matrixmultiply` allocates inside each call. This file holds one test so that no other test
+//! thread allocates while it counts.
+
+#![allow(unsafe_code)]
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bp_core::Init;
+use bp_train::{
+    Dataset, Length, MultiLayerConfig, MultiLayerNet, Observer, OptimizerKind, Sampling, Stream,
+    TrainConfig, TwoLayerNet, rng, train,
+};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator; only a counter is added.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, passed on as is.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Records the allocation counter at every step, into storage reserved up front.
+struct Counter {
+    at_step: Vec<usize>,
+}
+
+impl Observer for Counter {
+    fn epoch_start(&mut self, _epoch: usize, _steps: usize) {
+        self.at_step.clear();
+    }
+
+    fn step(&mut self, _done: usize) {
+        self.at_step.push(ALLOCATIONS.load(Ordering::Relaxed));
+    }
+}
+
+/// The most allocations between two consecutive steps after the first two, within one epoch.
+fn max_allocations_per_step(
+    net: &mut dyn FnMut(&TrainConfig, &mut Counter) -> bp_train::TrainSummary,
+    cfg: &TrainConfig,
+) -> usize {
+    let mut counter = Counter {
+        at_step: Vec::with_capacity(1000),
+    };
+    net(cfg, &mut counter);
+    counter.at_step[2..]
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .expect("at least four steps")
+}
+
+#[test]
+fn steady_training_steps_allocate_only_inside_matrix_products() {
+    let (x, t) = common::digits_f32(300, 5, 1);
+    let data = Dataset::new(x.view(), &t);
+    for optimizer in [OptimizerKind::Sgd, OptimizerKind::Adam] {
+        for sampling in [Sampling::Book, Sampling::Shuffle] {
+            let cfg = TrainConfig {
+                length: Length::Epochs(1),
+                batch_size: 20,
+                optimizer,
+                sampling,
+                lr: 0.01,
+                ..TrainConfig::default()
+            };
+            // TwoLayerNet: forward x·W1, h·W2; backward dW2, dx2, dW1 (no dx for the first layer).
+            let mut two = |cfg: &TrainConfig, counter: &mut Counter| {
+                let mut net = TwoLayerNet::<f32>::new(64, 32, 5, 0.1, &mut rng(0, Stream::Init));
+                train(&mut net, data, data, cfg, counter).unwrap()
+            };
+            let n = max_allocations_per_step(&mut two, &cfg);
+            assert!(
+                n <= 5,
+                "{optimizer:?} {sampling:?}: {n} allocations per step"
+            );
+
+            // Three affine layers with batch norm, dropout and weight decay: 3 + 5 products.
+            let mut multi = |cfg: &TrainConfig, counter: &mut Counter| {
+                let config = MultiLayerConfig {
+                    init: Init::He,
+                    batch_norm: true,
+                    dropout: Some(0.2),
+                    weight_decay: 1e-3,
+                    ..MultiLayerConfig::new(64, vec![32, 16], 5)
+                };
+                let mut net = MultiLayerNet::<f32>::new(config, &mut rng(0, Stream::Init));
+                train(&mut net, data, data, cfg, counter).unwrap()
+            };
+            let n = max_allocations_per_step(&mut multi, &cfg);
+            assert!(
+                n <= 8,
+                "{optimizer:?} {sampling:?}: {n} allocations per step"
+            );
+        }
+    }
+}
