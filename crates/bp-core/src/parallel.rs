@@ -310,15 +310,6 @@ impl<A: NdFloat> Helper<A> {
     ///
     /// If the shapes do not fit, or the helper thread died in a product.
     fn product(&mut self, a: Operand<A>, b: Operand<A>, c: &mut Array2<A>) {
-        if self.cooldown > 0 {
-            self.cooldown -= 1;
-            if self.cooldown == 0 {
-                // Wake the helper now, so that it is polling when the next product comes.
-                self.wake();
-            }
-            general_mat_mul(A::one(), &a.view(), &b.view(), A::zero(), c);
-            return;
-        }
         let (m, n) = c.dim();
         // Cut at a multiple of 16 (the widest kernel's tile) at or below the middle: the caller
         // also copies the helper's part, so it takes the smaller share.
@@ -334,6 +325,18 @@ impl<A: NdFloat> Helper<A> {
             Some(i) => self.spares.swap_remove(i),
             None => Array2::zeros(dim),
         };
+        if self.cooldown > 0 {
+            self.cooldown -= 1;
+            if self.cooldown == 0 {
+                // Wake the helper now, so that it is polling when the next product comes.
+                self.wake();
+            }
+            // The buffer is kept all the same, so that every shape's buffer exists from its
+            // first product on and later splits allocate nothing.
+            self.keep(buf);
+            general_mat_mul(A::one(), &a.view(), &b.view(), A::zero(), c);
+            return;
+        }
         let (a_top, b_top) = (Arc::clone(&a.array), Arc::clone(&b.array));
         let (a_t, b_t) = (a.transposed, b.transposed);
         let parked = {

@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use bp_core::Init;
 use clap::error::ErrorKind;
 use clap::parser::ValueSource;
-use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
+use crate::image::Fit;
 use crate::multi_layer::Activation;
 use crate::optimizer::OptimizerKind;
-use crate::run::{Dtype, NetSpec, RunConfig};
+use crate::run::{Dtype, NetSpec, RunConfig, SaveConfig};
 use crate::schedule::Schedule;
 use crate::train::{Length, Sampling, TrainConfig};
 
@@ -31,10 +32,20 @@ pub enum InitKind {
 
 /// Train a multi-layer perceptron by backpropagation on MNIST (or any data set in its IDX layout),
 /// as in chapters 5 and 6 of "Deep Learning from Scratch". With no flags: the book's TwoLayerNet
-/// 784-50-10, SGD with lr 0.1, batch 100, 10000 iterations.
+/// 784-50-10, SGD with lr 0.1, batch 100, 10000 iterations. --save keeps the model; the eval and
+/// predict commands use it.
 #[derive(Clone, Debug, Parser)]
-#[command(name = "bp-train", version, max_term_width = 100)]
+#[command(
+    name = "bp-train",
+    version,
+    max_term_width = 100,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
+    /// A command that uses a saved model; without one, bp-train trains
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Directory holding train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz],
     /// t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz]; any image size and class count
     /// [default: datasets/mnist]
@@ -115,9 +126,77 @@ pub struct Cli {
     #[arg(long, value_name = "FILE.csv")]
     pub metrics: Option<PathBuf>,
 
+    /// Save the trained model to FILE, atomically: safetensors, tensors named as PyTorch's
+    /// nn.Sequential (layers.0.weight, ...), the architecture in its metadata
+    #[arg(long, value_name = "FILE.safetensors")]
+    pub save: Option<PathBuf>,
+
+    /// With --save: keep the model of the epoch with the best test accuracy (saved whenever one is
+    /// reached) instead of the last one; the test set then also chooses the model
+    #[arg(long, requires = "save")]
+    pub save_best: bool,
+
+    /// With --save-best: stop after N epochs in a row without a better test accuracy
+    #[arg(long, value_name = "N", requires = "save_best", value_parser = positive_usize,
+          allow_negative_numbers = true)]
+    pub patience: Option<usize>,
+
+    /// Draw the learning curves (loss, train and test accuracy per epoch) to FILE as SVG
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+
     /// Print only the final line
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// The commands that use a saved model.
+#[derive(Clone, Debug, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// A saved model's accuracy on the test set, per class, and its confusion matrix
+    Eval(EvalArgs),
+    /// The class of each PNG or PGM image, and the most probable classes
+    Predict(PredictArgs),
+}
+
+/// The arguments of `bp-train eval`.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct EvalArgs {
+    /// The model file, as written by --save
+    #[arg(long, value_name = "FILE.safetensors")]
+    pub model: PathBuf,
+
+    /// The data set's directory, as for training [default: datasets/mnist]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Also write one CSV line per test image to FILE: index,label,predicted,p0,p1,... (the class
+    /// probabilities)
+    #[arg(long, value_name = "FILE.csv")]
+    pub predictions: Option<PathBuf>,
+}
+
+/// The arguments of `bp-train predict`.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct PredictArgs {
+    /// The model file, as written by --save
+    #[arg(long, value_name = "FILE.safetensors")]
+    pub model: PathBuf,
+
+    /// How many of the most probable classes to show
+    #[arg(long, value_name = "K", default_value_t = 3, value_parser = positive_usize,
+          allow_negative_numbers = true)]
+    pub top: usize,
+
+    /// How an image becomes the model's input: scaled whole, or its digit fitted and centred as
+    /// MNIST's were (for a digit that fills its picture)
+    #[arg(long, value_enum, default_value_t)]
+    pub fit: Fit,
+
+    /// PNG or PGM images of one digit each, light on dark or dark on light (inverted), any size
+    /// (scaled to the model's input by area averaging)
+    #[arg(value_name = "IMAGE", required = true)]
+    pub images: Vec<PathBuf>,
 }
 
 /// The `--hidden` sizes.
@@ -208,6 +287,19 @@ pub struct Parsed {
     pub run: RunConfig,
     /// `--quiet`: print only the final line.
     pub quiet: bool,
+    /// `--plot`: the SVG file to draw the learning curves to.
+    pub plot: Option<PathBuf>,
+}
+
+/// What a command line asks for.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Invocation {
+    /// Train (no subcommand).
+    Train(Parsed),
+    /// `bp-train eval`.
+    Eval(EvalArgs),
+    /// `bp-train predict`.
+    Predict(PredictArgs),
 }
 
 impl Cli {
@@ -224,14 +316,42 @@ impl Cli {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
+        match Cli::parse_invocation_from(args)? {
+            Invocation::Train(parsed) => Ok(parsed),
+            Invocation::Eval(_) | Invocation::Predict(_) => Err(Cli::command().error(
+                ErrorKind::InvalidSubcommand,
+                "a training command line takes no subcommand",
+            )),
+        }
+    }
+
+    /// Parses a command line (`args[0]` is the program name): a training run, as
+    /// [`parse_config_from`](Cli::parse_config_from), or a subcommand with its arguments.
+    ///
+    /// # Errors
+    ///
+    /// As [`parse_config_from`](Cli::parse_config_from); also for training flags given with a
+    /// subcommand.
+    pub fn parse_invocation_from<I, T>(args: I) -> Result<Invocation, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
         let matches = Cli::command().try_get_matches_from(args)?;
-        let cli = Cli::from_arg_matches(&matches)?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        match cli.command.take() {
+            Some(Command::Eval(args)) => return Ok(Invocation::Eval(args)),
+            Some(Command::Predict(args)) => return Ok(Invocation::Predict(args)),
+            None => {}
+        }
         let std_given = matches.value_source("weight_init_std") == Some(ValueSource::CommandLine);
         let quiet = cli.quiet;
-        Ok(Parsed {
+        let plot = cli.plot.clone();
+        Ok(Invocation::Train(Parsed {
             run: cli.into_run_config(std_given)?,
             quiet,
-        })
+            plot,
+        }))
     }
 
     /// The run's configuration; `std_given` tells whether `--weight-init-std` was on the command line.
@@ -273,6 +393,11 @@ impl Cli {
                 metrics: self.metrics,
             },
             dtype: self.dtype,
+            save: self.save.map(|path| SaveConfig {
+                path,
+                best: self.save_best,
+                patience: self.patience,
+            }),
         })
     }
 }
@@ -293,7 +418,15 @@ pub fn one_line_error(err: &clap::Error) -> String {
         .unwrap_or("error: invalid arguments")
         .trim_end()
         .to_owned();
-    if let Some(values) = lines
+    if err.kind() == ErrorKind::MissingRequiredArgument {
+        // The arguments are listed on the indented lines that follow.
+        let missing: Vec<&str> = lines
+            .take_while(|l| l.starts_with("  "))
+            .map(str::trim)
+            .collect();
+        line.push(' ');
+        line.push_str(&missing.join(", "));
+    } else if let Some(values) = lines
         .map(str::trim)
         .find(|l| l.starts_with("[possible values:"))
     {

@@ -39,6 +39,10 @@ pub enum TrainError {
         lr: f64,
     },
 
+    /// The model file could not be written; the message names it.
+    #[error(transparent)]
+    Model(#[from] crate::model_file::ModelError),
+
     /// The metrics CSV file could not be created or written.
     #[error("cannot write the metrics file {}", path.display())]
     Metrics {

@@ -41,9 +41,13 @@
 
 pub mod cli;
 mod error;
+pub mod eval;
+pub mod image;
+pub mod model_file;
 mod multi_layer;
 mod network;
 mod optimizer;
+pub mod plot;
 mod run;
 mod schedule;
 mod train;
@@ -54,12 +58,12 @@ pub use multi_layer::{Activation, MultiLayerConfig, MultiLayerNet};
 pub use network::{EVAL_CHUNK, Network, chunked_accuracy, count_correct, param_names};
 pub use optimizer::{AdaGrad, Adam, EPSILON, Momentum, Optimizer, OptimizerKind, Sgd};
 pub use run::{
-    DataInfo, Dtype, NetSpec, RunConfig, RunObserver, RunOutcome, TrainedNet, describe, epoch_line,
-    final_line, run,
+    DataInfo, Dtype, NetSpec, RunConfig, RunObserver, RunOutcome, SaveConfig, SavedModel,
+    TrainedNet, describe, epoch_line, final_line, run,
 };
 pub use schedule::Schedule;
 pub use train::{
-    Dataset, EpochReport, Length, Observer, Plan, SATURATED_LOSS, SATURATED_STEPS, Sampling,
-    Silent, Stream, TrainConfig, TrainSummary, iters_per_epoch, rng, train,
+    Dataset, EpochReport, Flow, Length, Observer, Plan, SATURATED_LOSS, SATURATED_STEPS, Sampling,
+    Silent, Stream, TrainConfig, TrainSummary, iters_per_epoch, rng, train, train_with,
 };
 pub use two_layer::TwoLayerNet;

@@ -1,10 +1,16 @@
-//! The `bp-train` command: trains a network on MNIST and prints its progress; see `--help`.
+//! The `bp-train` command: trains a network on MNIST and prints its progress, and evaluates and
+//! applies saved models (`eval`, `predict`); see `--help`.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use bp_train::cli::{Cli, Parsed, one_line_error};
+use bp_train::cli::{
+    Cli, EvalArgs, Invocation, Parsed, PredictArgs, one_line_error, resolve_data_dir,
+};
+use bp_train::eval::{classify_images, describe_model, evaluate_file};
+use bp_train::model_file::AnyModel;
+use bp_train::plot::write_learning_curves;
 use bp_train::{
     DataInfo, Dtype, EpochReport, Observer, Plan, RunConfig, RunObserver, epoch_line, final_line,
     run,
@@ -12,8 +18,8 @@ use bp_train::{
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 fn main() -> ExitCode {
-    let Parsed { run: config, quiet } = match Cli::parse_config_from(std::env::args_os()) {
-        Ok(parsed) => parsed,
+    let invocation = match Cli::parse_invocation_from(std::env::args_os()) {
+        Ok(invocation) => invocation,
         Err(err) => {
             let code = err.exit_code();
             if code == 0 {
@@ -25,27 +31,79 @@ fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(code).unwrap_or(2));
         }
     };
+    match invocation {
+        Invocation::Train(parsed) => train(parsed),
+        Invocation::Eval(args) => eval(&args),
+        Invocation::Predict(args) => predict(&args),
+    }
+}
+
+/// Prints an error and its causes on one line; the exit status of a failed command.
+fn fail(err: impl Into<anyhow::Error>) -> ExitCode {
+    eprintln!("error: {:#}", err.into());
+    ExitCode::FAILURE
+}
+
+/// Trains as the command line says, then saves and plots what it asks for.
+fn train(
+    Parsed {
+        run: config,
+        quiet,
+        plot,
+    }: Parsed,
+) -> ExitCode {
     let mut printer = Printer {
         config: &config,
         quiet,
+        net: String::new(),
         bar: None,
         terminal: std::io::stdout().is_terminal(),
     };
     let result = match config.dtype {
-        Dtype::F32 => run::<f32>(&config, &mut printer).map(|o| o.summary),
-        Dtype::F64 => run::<f64>(&config, &mut printer).map(|o| o.summary),
+        Dtype::F32 => {
+            run::<f32>(&config, &mut printer).map(|o| (o.summary, o.saved, o.stopped_early))
+        }
+        Dtype::F64 => {
+            run::<f64>(&config, &mut printer).map(|o| (o.summary, o.saved, o.stopped_early))
+        }
     };
     printer.clear_bar();
-    match result {
-        Ok(summary) => {
-            out(&final_line(&summary));
-            ExitCode::SUCCESS
+    let (summary, saved, stopped_early) = match result {
+        Ok(outcome) => outcome,
+        Err(err) => return fail(err),
+    };
+    if stopped_early && !quiet {
+        let patience = config.save.as_ref().and_then(|s| s.patience).unwrap_or(0);
+        out(&format!(
+            "stopped early: no better test accuracy in the last {patience} epochs"
+        ));
+    }
+    if let (Some(saved), false) = (&saved, quiet) {
+        out(&format!(
+            "saved {} (epoch {}, test_acc {:.4})",
+            saved.path.display(),
+            saved.record.epoch,
+            saved.record.test_acc
+        ));
+    }
+    if let Some(path) = &plot {
+        let t = &config.train;
+        let title = format!(
+            "{}; {} lr {}, batch {}",
+            printer.net,
+            t.optimizer.name(),
+            t.lr,
+            t.batch_size
+        );
+        if let Err(err) = write_learning_curves(path, &summary.epochs, &title) {
+            return fail(err);
         }
-        Err(err) => {
-            eprintln!("error: {:#}", anyhow::Error::from(err));
-            ExitCode::FAILURE
+        if !quiet {
+            out(&format!("plot: {}", path.display()));
         }
     }
+    out(&final_line(&summary));
+    ExitCode::SUCCESS
 }
 
 /// Writes a line to stdout; a closed pipe is not worth a panic.
@@ -58,6 +116,8 @@ fn out(line: &str) {
 struct Printer<'a> {
     config: &'a RunConfig,
     quiet: bool,
+    /// The network's description, for the plot's title.
+    net: String,
     terminal: bool,
     bar: Option<ProgressBar>,
 }
@@ -120,6 +180,7 @@ impl Observer for Printer<'_> {
 
 impl RunObserver for Printer<'_> {
     fn loaded(&mut self, data: &DataInfo, net: &str) {
+        self.net = net.to_owned();
         if self.quiet {
             return;
         }
@@ -133,5 +194,120 @@ impl RunObserver for Printer<'_> {
             data.classes
         ));
         out(&format!("net: {net}"));
+    }
+}
+
+/// `bp-train eval`: the model, the data, the accuracy (and whether training reported the same),
+/// the per-class table and the confusion matrix.
+fn eval(args: &EvalArgs) -> ExitCode {
+    let data_dir = resolve_data_dir(args.data_dir.as_deref());
+    let outcome = match evaluate_file(&args.model, &data_dir, args.predictions.as_deref()) {
+        Ok(outcome) => outcome,
+        Err(err) => return fail(err),
+    };
+    let e = &outcome.evaluation;
+    let d = &outcome.data;
+    out(&format!(
+        "model: {}: {}",
+        args.model.display(),
+        describe_model(&outcome.info, outcome.dtype)
+    ));
+    if let Some(t) = &outcome.info.training {
+        out(&format!(
+            "trained: epoch {}, iteration {}: loss {:.4}, train_acc {:.4}, test_acc {:.4}",
+            t.epoch, t.iter, t.loss, t.train_acc, t.test_acc
+        ));
+    }
+    out(&format!(
+        "data: {}: {} test images of {}x{}, {} classes",
+        d.dir.display(),
+        d.test_size,
+        d.image_shape.0,
+        d.image_shape.1,
+        d.classes
+    ));
+    let mut line = format!(
+        "test_acc={:.4} ({} of {} correct)",
+        e.accuracy(),
+        e.correct(),
+        e.total()
+    );
+    match &outcome.info.training {
+        Some(t) if t.test_acc == e.accuracy() => line.push_str(", as training reported"),
+        Some(t) => line.push_str(&format!("; training reported test_acc={:.4}", t.test_acc)),
+        None => {}
+    }
+    out(&line);
+    if let Some(path) = &args.predictions {
+        out(&format!("predictions: {}", path.display()));
+    }
+    out("");
+    out(e.table().trim_end());
+    ExitCode::SUCCESS
+}
+
+/// `bp-train predict`: one line per image with its class and the most probable classes; an image
+/// that cannot be read is an error on stderr, and the others are still classified.
+fn predict(args: &PredictArgs) -> ExitCode {
+    let model = match AnyModel::load(&args.model) {
+        Ok(model) => model,
+        Err(err) => return fail(err),
+    };
+    let info = model.info();
+    out(&format!(
+        "model: {}: {}, input {}x{}",
+        args.model.display(),
+        describe_model(info, model.dtype()),
+        info.input_shape.0,
+        info.input_shape.1
+    ));
+    let results = match &model {
+        AnyModel::F32(m) => classify_images(m, &args.images, args.fit),
+        AnyModel::F64(m) => classify_images(m, &args.images, args.fit),
+    };
+    let names: Vec<String> = args
+        .images
+        .iter()
+        .map(|p| format!("{}:", p.display()))
+        .collect();
+    let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+    let mut failed = false;
+    for (name, result) in names.iter().zip(results) {
+        let p = match result {
+            Ok(p) => p,
+            Err(err) => {
+                failed = true;
+                eprintln!("error: {:#}", anyhow::Error::from(err));
+                continue;
+            }
+        };
+        let top: Vec<String> = p
+            .top(args.top)
+            .iter()
+            .map(|(class, prob)| format!("{class} {prob:.4}"))
+            .collect();
+        let mut notes = Vec::new();
+        if p.inverted {
+            notes.push("inverted".to_owned());
+        }
+        let (w, h) = p.source_size;
+        if (h, w) != info.input_shape {
+            notes.push(format!("scaled from {w}x{h}"));
+        }
+        let notes = if notes.is_empty() {
+            String::new()
+        } else {
+            format!("  ({})", notes.join(", "))
+        };
+        out(&format!(
+            "{name:<width$} {}  top: {}{notes}",
+            p.class,
+            top.join(", ")
+        ));
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }

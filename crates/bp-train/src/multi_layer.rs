@@ -263,6 +263,12 @@ impl<A: NdFloat> MultiLayerNet<A> {
         self.hidden.iter().filter_map(|h| h.batch_norm.as_ref())
     }
 
+    /// The batch normalisation layers, first to last, mutably (to restore their running averages
+    /// from a model file, say).
+    pub fn batch_norms_mut(&mut self) -> impl Iterator<Item = &mut BatchNorm<A>> {
+        self.hidden.iter_mut().filter_map(|h| h.batch_norm.as_mut())
+    }
+
     /// The layer names in network order, as the book's `OrderedDict` keys: `Affine1`,
     /// `BatchNorm1`, `Activation_function1`, `Dropout1`, ..., `Affine<last>`.
     pub fn layer_names(&self) -> Vec<String> {

@@ -6,8 +6,9 @@ use ndarray::{Array2, ArrayD, ArrayViewD, Axis, NdFloat, Slice};
 
 /// The rows per [`predict`](Network::predict) call when [`accuracy`](Network::accuracy) walks a data
 /// set: large enough for efficient matrix products, small enough to bound the memory of the
-/// intermediate activations.
-pub const EVAL_CHUNK: usize = 10_000;
+/// intermediate activations and to keep each chunk's copy in cache for the products that read it
+/// (for 784-50-10 on 60,000 MNIST images: 62 ms in chunks of 2,000 rows, 77 ms in chunks of 10,000).
+pub const EVAL_CHUNK: usize = 2_000;
 
 /// A classifier trained by backpropagation: the methods of the book's `TwoLayerNet` and
 /// `MultiLayerNet`.

@@ -8,9 +8,13 @@ use bp_data::{MnistOptions, load_mnist};
 use ndarray::{Ix2, NdFloat};
 
 use crate::error::TrainError;
+use crate::model_file::{ModelElement, ModelInfo, NetRef, TrainingRecord, save_model};
 use crate::multi_layer::{Activation, MultiLayerConfig, MultiLayerNet};
 use crate::network::Network;
-use crate::train::{Dataset, EpochReport, Observer, Stream, TrainConfig, TrainSummary, rng, train};
+use crate::train::{
+    Dataset, EpochReport, Flow, Length, Observer, Stream, TrainConfig, TrainSummary,
+    iters_per_epoch, rng, train_with,
+};
 use crate::two_layer::TwoLayerNet;
 
 /// The element type to train in.
@@ -91,6 +95,29 @@ pub struct RunConfig {
     pub train: TrainConfig,
     /// The element type.
     pub dtype: Dtype,
+    /// Where and how to save the trained model, if at all.
+    pub save: Option<SaveConfig>,
+}
+
+/// Where and how [`run`] saves its model (see [`model_file`](crate::model_file)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SaveConfig {
+    /// The safetensors file, written atomically.
+    pub path: PathBuf,
+    /// Save after every epoch whose test accuracy beats all earlier ones (the model kept is that of
+    /// the best epoch), instead of once after the last epoch.
+    pub best: bool,
+    /// With `best`: end the run after this many epochs in a row without a better test accuracy.
+    pub patience: Option<usize>,
+}
+
+/// The model file a run wrote.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SavedModel {
+    /// The file.
+    pub path: PathBuf,
+    /// The numbers of the epoch it holds, as stored in its metadata.
+    pub record: TrainingRecord,
 }
 
 /// What was loaded, given to [`RunObserver::loaded`].
@@ -153,6 +180,10 @@ pub struct RunOutcome<A> {
     pub net: TrainedNet<A>,
     /// The numbers of the run.
     pub summary: TrainSummary,
+    /// The model file written, if the run saved one.
+    pub saved: Option<SavedModel>,
+    /// Whether [`SaveConfig::patience`] ended the run before its planned length.
+    pub stopped_early: bool,
 }
 
 /// A one-line description of a network: its class, sizes and options, such as
@@ -194,18 +225,20 @@ pub fn describe(config: &MultiLayerConfig) -> String {
 
 /// Loads the data set in `cfg.data_dir` (any image size; the class count is the largest label
 /// plus one), builds the network — the book's [`TwoLayerNet`] when the spec is exactly that, else a
-/// [`MultiLayerNet`] — with weights drawn from [`rng`]`(seed, Stream::Init)`, and trains it.
+/// [`MultiLayerNet`] — with weights drawn from [`rng`]`(seed, Stream::Init)`, and trains it. With
+/// `cfg.save`, saves the model (see [`SaveConfig`]).
 ///
 /// # Errors
 ///
 /// [`TrainError::Data`] for a missing or malformed data set (naming the file),
-/// [`TrainError::EmptySet`], and the errors of [`train`].
+/// [`TrainError::EmptySet`], [`TrainError::Model`] if the model cannot be saved, and the errors of
+/// [`train`](crate::train()).
 ///
 /// # Panics
 ///
 /// If the spec holds a zero size, a dropout ratio outside `[0, 1)` or a negative weight decay, or the
 /// training config a zero batch size or length (the command line refuses all of these).
-pub fn run<A: NdFloat + 'static>(
+pub fn run<A: ModelElement + 'static>(
     cfg: &RunConfig,
     observer: &mut dyn RunObserver,
 ) -> Result<RunOutcome<A>, TrainError> {
@@ -258,13 +291,115 @@ pub fn run<A: NdFloat + 'static>(
     let train_set = Dataset::new(x_train.view(), &t_train);
     let test_set = Dataset::new(x_test.view(), &t_test);
     let mut observer = Forward(observer);
+    let mut keeper = Keeper {
+        save: cfg.save.as_ref(),
+        info: ModelInfo::new(config, data.image_shape),
+        best: None,
+        stale: 0,
+        stopped: false,
+    };
     let summary = match &mut net {
-        TrainedNet::TwoLayer(n) => train(&mut **n, train_set, test_set, &cfg.train, &mut observer),
-        TrainedNet::MultiLayer(n) => {
-            train(&mut **n, train_set, test_set, &cfg.train, &mut observer)
-        }
+        TrainedNet::TwoLayer(n) => train_with(
+            &mut **n,
+            train_set,
+            test_set,
+            &cfg.train,
+            &mut observer,
+            &mut |n, r| keeper.after_epoch(NetRef::TwoLayer(n), r),
+        ),
+        TrainedNet::MultiLayer(n) => train_with(
+            &mut **n,
+            train_set,
+            test_set,
+            &cfg.train,
+            &mut observer,
+            &mut |n, r| keeper.after_epoch(NetRef::MultiLayer(n), r),
+        ),
     }?;
-    Ok(RunOutcome { data, net, summary })
+    let planned = match cfg.train.length {
+        Length::Iters(i) => i,
+        Length::Epochs(e) => {
+            e.saturating_mul(iters_per_epoch(data.train_size, cfg.train.batch_size))
+        }
+    };
+    let stopped_early = keeper.stopped && summary.iters < planned;
+    let saved = keeper.finish((&net).into(), &summary)?;
+    Ok(RunOutcome {
+        data,
+        net,
+        summary,
+        saved,
+        stopped_early,
+    })
+}
+
+/// Saves the model of a run: after each best epoch so far, or once at the end.
+struct Keeper<'a> {
+    save: Option<&'a SaveConfig>,
+    info: ModelInfo,
+    /// The best epoch so far, with `best` saving.
+    best: Option<TrainingRecord>,
+    /// Epochs since the best one.
+    stale: usize,
+    /// Whether the patience ran out.
+    stopped: bool,
+}
+
+impl Keeper<'_> {
+    fn after_epoch<A: ModelElement>(
+        &mut self,
+        net: NetRef<'_, A>,
+        report: &EpochReport,
+    ) -> Result<Flow, TrainError> {
+        let Some(save) = self.save.filter(|s| s.best) else {
+            return Ok(Flow::Continue);
+        };
+        if self.best.is_none_or(|b| report.test_acc > b.test_acc) {
+            let record = TrainingRecord::from(report);
+            let info = ModelInfo {
+                training: Some(record),
+                ..self.info.clone()
+            };
+            save_model(&save.path, net, &info)?;
+            self.best = Some(record);
+            self.stale = 0;
+        } else {
+            self.stale += 1;
+            if save.patience.is_some_and(|p| self.stale >= p) {
+                self.stopped = true;
+                return Ok(Flow::Stop);
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Saves the last epoch's model unless the best ones were saved; returns the file written.
+    fn finish<A: ModelElement>(
+        self,
+        net: NetRef<'_, A>,
+        summary: &TrainSummary,
+    ) -> Result<Option<SavedModel>, TrainError> {
+        let Some(save) = self.save else {
+            return Ok(None);
+        };
+        let record = if save.best {
+            self.best
+                .expect("every run has an epoch, and the first is the best so far")
+        } else {
+            let last = summary.epochs.last().expect("every run has an epoch");
+            let record = TrainingRecord::from(last);
+            let info = ModelInfo {
+                training: Some(record),
+                ..self.info
+            };
+            save_model(&save.path, net, &info)?;
+            record
+        };
+        Ok(Some(SavedModel {
+            path: save.path.clone(),
+            record,
+        }))
+    }
 }
 
 /// Passes the training hooks of a [`RunObserver`] on.

@@ -378,6 +378,44 @@ where
     A: NdFloat + 'static,
     N: Network<A> + ?Sized,
 {
+    train_with(net, train, test, cfg, observer, &mut |_, _| {
+        Ok(Flow::Continue)
+    })
+}
+
+/// What [`train_with`] does after an epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Go on with the next epoch.
+    Continue,
+    /// End the run after this epoch.
+    Stop,
+}
+
+/// [`train`], with a hook called after each epoch's evaluation (after the observer's
+/// [`epoch_end`](Observer::epoch_end)) with the network and the epoch's report. The hook can keep
+/// the network (save it, say) and can end the run early with [`Flow::Stop`]: the summary then holds
+/// the epochs that ran, and its `iters` the iterations done.
+///
+/// # Errors
+///
+/// As [`train`], and the hook's errors, which end the run.
+///
+/// # Panics
+///
+/// As [`train`].
+pub fn train_with<A, N>(
+    net: &mut N,
+    train: Dataset<'_, A>,
+    test: Dataset<'_, A>,
+    cfg: &TrainConfig,
+    observer: &mut dyn Observer,
+    after_epoch: &mut dyn FnMut(&N, &EpochReport) -> Result<Flow, TrainError>,
+) -> Result<TrainSummary, TrainError>
+where
+    A: NdFloat + 'static,
+    N: Network<A> + ?Sized,
+{
     assert!(cfg.batch_size > 0, "train: the batch size must be positive");
     assert!(
         !train.is_empty() && !test.is_empty(),
@@ -476,11 +514,14 @@ where
         }
         observer.epoch_end(&report);
         reports.push(report);
+        if after_epoch(net, &report)? == Flow::Stop {
+            break;
+        }
     }
     let last = *reports.last().expect("there is at least one epoch");
     Ok(TrainSummary {
         epochs: reports,
-        iters,
+        iters: iter,
         train_seconds,
         train_acc: last.train_acc,
         test_acc: last.test_acc,
