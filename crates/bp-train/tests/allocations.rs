@@ -6,45 +6,14 @@
 //! `matrixmultiply` allocates inside each call. This file holds one test so that no other test
 //! thread allocates while it counts.
 
-#![allow(unsafe_code)]
-
 mod common;
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod counting;
 
 use bp_core::Init;
 use bp_train::{
     Dataset, Length, MultiLayerConfig, MultiLayerNet, Observer, OptimizerKind, Sampling, Stream,
     TrainConfig, TwoLayerNet, rng, train,
 };
-
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is forwarded unchanged to the system allocator; only a counter is added.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, passed on as is.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 /// Records the allocation counter at every step, into storage reserved up front.
 struct Counter {
@@ -57,7 +26,7 @@ impl Observer for Counter {
     }
 
     fn step(&mut self, _done: usize) {
-        self.at_step.push(ALLOCATIONS.load(Ordering::Relaxed));
+        self.at_step.push(counting::allocations());
     }
 }
 
