@@ -38,6 +38,9 @@ fn timed_loop<L: ?Sized, I, O>(
     total
 }
 
+/// A backward pass of the affine layer: `Layer::backward` or `Layer::backward_params`.
+type Backward<A> = fn(&mut Affine<A>, ArrayD<A>) -> ArrayD<A>;
+
 fn bench_dtype<A: NdFloat>(c: &mut Criterion, dtype: &str) {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(0);
     let mut group = c.benchmark_group(format!("layers/{dtype}"));
@@ -76,34 +79,26 @@ fn bench_dtype<A: NdFloat>(c: &mut Criterion, dtype: &str) {
                 )
             })
         });
-        group.bench_function(BenchmarkId::new("affine_backward", &shape), |b| {
-            b.iter_custom(|iters| {
-                timed_loop(
-                    iters,
-                    &mut affine,
-                    |a| {
-                        a.forward(x.clone());
-                        dout.clone()
-                    },
-                    |a, dout| a.backward(dout),
-                    |_, dx| drop(dx),
-                )
-            })
-        });
-        group.bench_function(BenchmarkId::new("affine_backward_params", &shape), |b| {
-            b.iter_custom(|iters| {
-                timed_loop(
-                    iters,
-                    &mut affine,
-                    |a| {
-                        a.forward(x.clone());
-                        dout.clone()
-                    },
-                    |a, dout| a.backward_params(dout),
-                    |_, dx| drop(dx),
-                )
-            })
-        });
+        let backwards: [(&str, Backward<A>); 2] = [
+            ("affine_backward", Layer::backward),
+            ("affine_backward_params", Layer::backward_params),
+        ];
+        for (name, backward) in backwards {
+            group.bench_function(BenchmarkId::new(name, &shape), |b| {
+                b.iter_custom(|iters| {
+                    timed_loop(
+                        iters,
+                        &mut affine,
+                        |a| {
+                            a.forward(x.clone());
+                            dout.clone()
+                        },
+                        backward,
+                        |_, dx| drop(dx),
+                    )
+                })
+            });
+        }
     }
 
     bp_core::set_threads(0);
