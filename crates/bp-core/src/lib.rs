@@ -36,6 +36,7 @@
 mod affine;
 mod batch_norm;
 mod dropout;
+mod gemm;
 mod graph;
 mod init;
 mod layer;

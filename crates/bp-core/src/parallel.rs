@@ -4,9 +4,10 @@
 //! wider than tall, so that each thread packs only half of the larger operand): the caller computes
 //! the first part straight into `C` while the helper computes the second into a buffer of its own,
 //! which the caller then copies into place. Each output element is computed by exactly one thread,
-//! with the same kernel and the same summation order as the unsplit product (`matrixmultiply`
-//! blocks the shared dimension identically whatever the rows and columns), so the result is bit for
-//! bit the one the single-threaded product gives, whatever the timing.
+//! with the same operations in the same order as in the unsplit product (see `gemm`; for the large
+//! products it leaves to `matrixmultiply`, that crate blocks the shared dimension identically
+//! whatever the rows and columns), so the result is bit for bit the one the single-threaded
+//! product gives, whatever the timing.
 //!
 //! The operands reach the helper as `Arc`s: the layer keeps its weights and its cached input in
 //! `Arc`s, hands the helper a clone for one product, and the helper drops it before it reports
@@ -25,8 +26,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis, NdFloat, Slice};
+
+use crate::gemm;
 
 /// Products with fewer multiply-adds than this run on the calling thread alone: below it, handing
 /// half to the helper costs more than it saves.
@@ -172,23 +174,43 @@ impl<A> std::fmt::Debug for Helper<A> {
     }
 }
 
-/// `out = part of (a · b)`: `a[rows] · b` or `a · b[.., cols]`.
+/// `part` of `op(a) · op(b)`, written into `out` from `at` on.
 fn product_part<A: NdFloat>(
-    a: ArrayView2<'_, A>,
-    part: Part,
-    b: ArrayView2<'_, A>,
-    out: &mut ArrayViewMut2<'_, A>,
+    a: &Operand<A>,
+    part: &Part,
+    b: &Operand<A>,
+    out: &mut Array2<A>,
+    at: (usize, usize),
 ) {
-    match part {
-        Part::Rows(rows) => {
-            let a = a.slice_axis(Axis(0), Slice::from(rows));
-            general_mat_mul(A::one(), &a, &b, A::zero(), out);
-        }
-        Part::Cols(cols) => {
-            let b = b.slice_axis(Axis(1), Slice::from(cols));
-            general_mat_mul(A::one(), &a, &b, A::zero(), out);
-        }
-    }
+    let m = if a.transposed {
+        a.array.ncols()
+    } else {
+        a.array.nrows()
+    };
+    let n = if b.transposed {
+        b.array.nrows()
+    } else {
+        b.array.ncols()
+    };
+    let (rows, cols) = match part {
+        Part::Rows(rows) => (rows.clone(), 0..n),
+        Part::Cols(cols) => (0..m, cols.clone()),
+    };
+    gemm::product(
+        &a.array,
+        a.transposed,
+        &b.array,
+        b.transposed,
+        rows,
+        cols,
+        out,
+        at,
+    );
+}
+
+/// `c = op(a) · op(b)` on the calling thread.
+fn whole<A: NdFloat>(a: &Operand<A>, b: &Operand<A>, c: &mut Array2<A>) {
+    product_part(a, &Part::Rows(0..c.nrows()), b, c, (0, 0));
 }
 
 impl Part {
@@ -197,6 +219,14 @@ impl Part {
         match self {
             Part::Rows(rows) => c.slice_axis_mut(Axis(0), Slice::from(rows.clone())),
             Part::Cols(cols) => c.slice_axis_mut(Axis(1), Slice::from(cols.clone())),
+        }
+    }
+
+    /// Where this part starts in the whole product.
+    fn at(&self) -> (usize, usize) {
+        match self {
+            Part::Rows(rows) => (rows.start, 0),
+            Part::Cols(cols) => (0, cols.start),
         }
     }
 }
@@ -214,7 +244,7 @@ fn helper_loop<A: NdFloat>(shared: &Shared<A>) {
             b,
             mut out,
         } = job;
-        product_part(a.view(), part, b.view(), &mut out.view_mut());
+        product_part(&a, &part, &b, &mut out, (0, 0));
         // Release the operands before reporting, so that the caller can take them back.
         drop((a, b));
         shared.lock().result = Some(out);
@@ -334,11 +364,13 @@ impl<A: NdFloat> Helper<A> {
             // The buffer is kept all the same, so that every shape's buffer exists from its
             // first product on and later splits allocate nothing.
             self.keep(buf);
-            general_mat_mul(A::one(), &a.view(), &b.view(), A::zero(), c);
+            whole(&a, &b, c);
             return;
         }
-        let (a_top, b_top) = (Arc::clone(&a.array), Arc::clone(&b.array));
-        let (a_t, b_t) = (a.transposed, b.transposed);
+        let (a_mine, b_mine) = (
+            Operand::new(&a.array, a.transposed),
+            Operand::new(&b.array, b.transposed),
+        );
         let parked = {
             let mut state = self.shared.lock();
             state.job = Some(Job {
@@ -353,16 +385,14 @@ impl<A: NdFloat> Helper<A> {
         if parked {
             self.shared.wake.notify_one();
         }
-        let (a_mine, b_mine) = (view(&a_top, a_t), view(&b_top, b_t));
-        product_part(a_mine, mine.clone(), b_mine, &mut mine.of(c));
-        drop((a_top, b_top));
+        product_part(&a_mine, &mine, &b_mine, c, mine.at());
+        drop((a_mine, b_mine));
         let unstarted = self.shared.lock().job.take();
-        let mut rest = theirs.of(c);
         match unstarted {
             // The helper did not get to it (it was asleep, or had no CPU): do it here.
             Some(Job { a, part, b, out }) => {
                 self.shared.pending.store(false, Ordering::Relaxed);
-                product_part(a.view(), part, b.view(), &mut rest);
+                product_part(&a, &part, &b, c, part.at());
                 self.keep(out);
                 self.cooldown = COOLDOWN;
             }
@@ -387,7 +417,7 @@ impl<A: NdFloat> Helper<A> {
                     .result
                     .take()
                     .expect("the helper reports a finished half with its result");
-                rest.assign(&out);
+                theirs.of(c).assign(&out);
                 self.keep(out);
             }
         }
@@ -462,7 +492,7 @@ impl<A: NdFloat> HelperSlot<A> {
                 }
             }
         }
-        general_mat_mul(A::one(), &a.view(), &b.view(), A::zero(), c);
+        whole(&a, &b, c);
     }
 }
 
@@ -474,8 +504,8 @@ mod tests {
     use rand_xoshiro::Xoshiro256PlusPlus;
 
     /// The split product equals the single-threaded one bit for bit, for a cut by rows (C taller
-    /// than wide) and by columns (C wider than tall), with transposed operands, again and again
-    /// with the same helper and buffers.
+    /// than wide) and by columns (C wider than tall), with transposed operands, in the kernels and
+    /// in `matrixmultiply`, again and again with the same helper and buffers.
     fn split_equals_unsplit<A: NdFloat>() {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(7);
         let mut helper = Helper::<A>::spawn().expect("a thread can be started");
@@ -485,17 +515,17 @@ mod tests {
             (37, 200, 130, false, true),
             (300, 64, 50, true, false),
             (90, 33, 90, true, true),
+            // Beyond the kernels' size: `matrixmultiply`.
+            (100, 784, 120, false, false),
         ] {
             let a_dim = if a_t { (k, m) } else { (m, k) };
             let b_dim = if b_t { (n, k) } else { (k, n) };
             let a = Arc::new(randn::<A, _, _>(a_dim, 1.0, &mut rng));
             let b = Arc::new(randn::<A, _, _>(b_dim, 1.0, &mut rng));
             let mut expected = Array2::zeros((m, n));
-            general_mat_mul(
-                A::one(),
-                &view(&a, a_t),
-                &view(&b, b_t),
-                A::zero(),
+            whole(
+                &Operand::new(&a, a_t),
+                &Operand::new(&b, b_t),
                 &mut expected,
             );
             for _ in 0..5 {

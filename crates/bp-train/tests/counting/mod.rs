@@ -37,3 +37,15 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
+
+/// The most allocations a steady training step may make, for a step of `products` matrix products
+/// (`buffers` if some of them are shared with a helper thread, which has a packing buffer of its
+/// own): none where bp-core's kernels compute the products (x86-64 with AVX2 and FMA), else one
+/// packing buffer per product, which `matrixmultiply` allocates inside each call.
+pub fn allowed_per_step(buffers: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        return 0;
+    }
+    buffers
+}

@@ -1,0 +1,820 @@
+//! Matrix products for the layers, `C = op(A) · op(B)`, written into the caller's buffer without
+//! packing either operand: once a few small per-thread buffers have grown, nothing is allocated.
+//!
+//! The products of a training step each have an operand whose rows run along the direction the
+//! kernel walks, so neither operand needs packing:
+//!
+//! - `x · W` and `xᵀ · dout` (`B` as stored, the *broadcast* kernel): a tile of `C`, a few rows by
+//!   two vectors of columns, stays in registers while the shared index `p` runs; at each `p` one
+//!   element of `A` per row is broadcast and multiplied into the row `B[p, j..]`.
+//! - `dout · Wᵀ` (`B` transposed, the *dot* kernel): `A[i, ..]` and `Bᵀ[j, ..]` are both contiguous
+//!   rows, and each element of `C` is their dot product, summed in vectors and then across.
+//!
+//! Every element of `C` is computed by the same operations in the same order wherever its tile
+//! lies, so a product cut into blocks (rows or columns, for two threads) equals the uncut product
+//! bit for bit.
+//!
+//! The last columns of `x · W` that do not fill a panel of two vectors (the 2 of the book's 50)
+//! are copied out as rows and computed as dot products; those of `xᵀ · dout`, as the transposed
+//! product, vectorised down the rows. A short `dout · Wᵀ` (the 10 classes) copies `Wᵀ` out and
+//! takes the broadcast kernel. The copies go to per-thread buffers that grow once and are reused.
+//!
+//! The kernels use AVX2 and FMA intrinsics, on x86-64 CPUs that have them (checked at run time).
+//! The library crates' only `unsafe` code is here: the calls into the kernels once the CPU has been
+//! checked, and the vector stores into bounds-checked slices. Elsewhere, for products larger than
+//! [`MAX_KERNEL_FMAS`], and for operands that are not `f32` or `f64` in standard layout, products
+//! go to `ndarray`'s `general_mat_mul` (the `matrixmultiply` crate), which allocates packing
+//! buffers in every call.
+
+use std::any::Any;
+use std::ops::Range;
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{Array2, ArrayView2, Axis, NdFloat, Slice};
+
+/// Products of more multiply-adds than this (the whole product's, whatever the block) go to
+/// `matrixmultiply`: at the wide net's `100 x 784 · 784 x 800` its packed kernels are faster than
+/// these, which read `B` in place, and its packing costs little beside the arithmetic. Below it,
+/// at the book's `100 x 784 · 784 x 50` or the gradient check's `3 x 784 · 784 x 50`, these kernels
+/// are faster (see the Performance section of README.md).
+const MAX_KERNEL_FMAS: usize = 1 << 23;
+
+/// `out[at + (i - rows.start, j - cols.start)] = (op(a) · op(b))[i, j]` for `i` in `rows` and `j`
+/// in `cols`, where `op(m)` is `m`, or `mᵀ` if its flag is set. The rest of `out` is untouched.
+///
+/// # Panics
+///
+/// If the inner dimensions differ, or the block reaches outside the product or outside `out`.
+#[track_caller]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn product<A: NdFloat>(
+    a: &Array2<A>,
+    a_t: bool,
+    b: &Array2<A>,
+    b_t: bool,
+    rows: Range<usize>,
+    cols: Range<usize>,
+    out: &mut Array2<A>,
+    at: (usize, usize),
+) {
+    let av = if a_t { a.t() } else { a.view() };
+    let bv = if b_t { b.t() } else { b.view() };
+    assert_eq!(
+        av.ncols(),
+        bv.nrows(),
+        "matrix product of {:?} and {:?}: inner dimensions differ",
+        av.shape(),
+        bv.shape()
+    );
+    assert!(
+        rows.start <= rows.end
+            && rows.end <= av.nrows()
+            && cols.start <= cols.end
+            && cols.end <= bv.ncols(),
+        "block {rows:?} x {cols:?} outside the {} x {} product",
+        av.nrows(),
+        bv.ncols()
+    );
+    assert!(
+        at.0 + rows.len() <= out.nrows() && at.1 + cols.len() <= out.ncols(),
+        "a {} x {} block at {at:?} does not fit an output of shape {:?}",
+        rows.len(),
+        cols.len(),
+        out.shape()
+    );
+    if rows.is_empty() || cols.is_empty() {
+        return;
+    }
+    if av.ncols() == 0 {
+        let (m, n) = (rows.len(), cols.len());
+        out.slice_mut(ndarray::s![at.0..at.0 + m, at.1..at.1 + n])
+            .fill(A::zero());
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if x86::available()
+        && av
+            .nrows()
+            .saturating_mul(av.ncols())
+            .saturating_mul(bv.ncols())
+            <= MAX_KERNEL_FMAS
+    {
+        let ldo = out.ncols();
+        if let (Some(block), Some(out)) = (
+            Block::<f32>::new(a, a_t, b, b_t, &rows, &cols, at, ldo),
+            as_slice_mut::<A, f32>(out),
+        ) {
+            #[allow(unsafe_code)]
+            // SAFETY: `x86::available` checked that the CPU has AVX2 and FMA.
+            unsafe {
+                x86::f32::product(&block, out);
+            }
+            return;
+        }
+        if let (Some(block), Some(out)) = (
+            Block::<f64>::new(a, a_t, b, b_t, &rows, &cols, at, ldo),
+            as_slice_mut::<A, f64>(out),
+        ) {
+            #[allow(unsafe_code)]
+            // SAFETY: `x86::available` checked that the CPU has AVX2 and FMA.
+            unsafe {
+                x86::f64::product(&block, out);
+            }
+            return;
+        }
+    }
+    fallback(av, bv, rows, cols, out, at);
+}
+
+/// [`product`] by `ndarray`'s `general_mat_mul`, for any layout and element type.
+fn fallback<A: NdFloat>(
+    a: ArrayView2<'_, A>,
+    b: ArrayView2<'_, A>,
+    rows: Range<usize>,
+    cols: Range<usize>,
+    out: &mut Array2<A>,
+    at: (usize, usize),
+) {
+    let (m, n) = (rows.len(), cols.len());
+    let a = a.slice_axis(Axis(0), Slice::from(rows));
+    let b = b.slice_axis(Axis(1), Slice::from(cols));
+    let mut c = out
+        .slice_axis_mut(Axis(0), Slice::from(at.0..at.0 + m))
+        .slice_axis_move(Axis(1), Slice::from(at.1..at.1 + n));
+    general_mat_mul(A::one(), &a, &b, A::zero(), &mut c);
+}
+
+/// `m`'s elements as a `T` slice, if they are `T` and `m` is in standard layout.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+fn as_slice<A: 'static, T: 'static>(m: &Array2<A>) -> Option<&[T]> {
+    (m as &dyn Any).downcast_ref::<Array2<T>>()?.as_slice()
+}
+
+/// `m`'s elements as a mutable `T` slice, if they are `T` and `m` is in standard layout.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+fn as_slice_mut<A: 'static, T: 'static>(m: &mut Array2<A>) -> Option<&mut [T]> {
+    (m as &mut dyn Any)
+        .downcast_mut::<Array2<T>>()?
+        .as_slice_mut()
+}
+
+/// One product as the kernels read it: both operands as row-major slices of `T`.
+#[derive(Clone, Debug)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+struct Block<'a, T> {
+    /// `A` as stored: `m x k`, or `k x m` if `a_t`; rows `lda` apart.
+    a: &'a [T],
+    a_t: bool,
+    lda: usize,
+    /// `B` as stored: `k x n`, or `n x k` if `b_t`; rows `ldb` apart.
+    b: &'a [T],
+    b_t: bool,
+    ldb: usize,
+    /// The shared dimension.
+    k: usize,
+    /// The block of `C` to compute.
+    rows: Range<usize>,
+    cols: Range<usize>,
+    /// Where the block's first element goes in the output, and the distance between output rows.
+    at: (usize, usize),
+    ldo: usize,
+}
+
+impl<'a, T: 'static> Block<'a, T> {
+    /// The block, if both operands hold `T` in standard layout and are not both transposed.
+    #[allow(clippy::too_many_arguments)]
+    fn new<A: 'static>(
+        a: &'a Array2<A>,
+        a_t: bool,
+        b: &'a Array2<A>,
+        b_t: bool,
+        rows: &Range<usize>,
+        cols: &Range<usize>,
+        at: (usize, usize),
+        ldo: usize,
+    ) -> Option<Self> {
+        if a_t && b_t {
+            return None;
+        }
+        Some(Block {
+            a: as_slice(a)?,
+            a_t,
+            lda: a.ncols(),
+            b: as_slice(b)?,
+            b_t,
+            ldb: b.ncols(),
+            k: if a_t { a.nrows() } else { a.ncols() },
+            rows: rows.clone(),
+            cols: cols.clone(),
+            at,
+            ldo,
+        })
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    //! The kernels, once for `f32` (vectors of 8) and once for `f64` (vectors of 4), from one
+    //! macro. Every function is compiled for AVX2 and FMA and only calls functions compiled for the
+    //! same, so that intrinsics need no `unsafe`; loads and stores go through checked slices.
+
+    use std::arch::x86_64::{
+        __m128, __m128d, __m256, __m256d, _mm_cvtsd_f64, _mm_cvtss_f32, _mm_shuffle_ps,
+        _mm_unpackhi_pd, _mm256_broadcast_sd, _mm256_broadcast_ss, _mm256_castpd256_pd128,
+        _mm256_castps256_ps128, _mm256_extractf128_pd, _mm256_extractf128_ps, _mm256_fmadd_pd,
+        _mm256_fmadd_ps, _mm256_setr_pd, _mm256_setr_ps, _mm256_setzero_pd, _mm256_setzero_ps,
+    };
+
+    /// Whether the CPU has AVX2 and FMA (the answer is cached by the standard library).
+    pub(super) fn available() -> bool {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn load_f32(s: &[f32; 8]) -> __m256 {
+        // Eight neighbouring elements: compiled to one unaligned vector load.
+        _mm256_setr_ps(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7])
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn lanes_f32(v: __m256) -> [f32; 8] {
+        let quad = |h: __m128| -> [f32; 4] {
+            [
+                _mm_cvtss_f32(h),
+                _mm_cvtss_f32(_mm_shuffle_ps::<1>(h, h)),
+                _mm_cvtss_f32(_mm_shuffle_ps::<2>(h, h)),
+                _mm_cvtss_f32(_mm_shuffle_ps::<3>(h, h)),
+            ]
+        };
+        let (lo, hi) = (
+            quad(_mm256_castps256_ps128(v)),
+            quad(_mm256_extractf128_ps::<1>(v)),
+        );
+        [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]]
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    #[allow(unsafe_code)]
+    fn store_f32(dst: &mut [f32; 8], v: __m256) {
+        // SAFETY: `dst` holds the 8 elements written.
+        unsafe { std::arch::x86_64::_mm256_storeu_ps(dst.as_mut_ptr(), v) }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    #[allow(unsafe_code)]
+    fn store_f64(dst: &mut [f64; 4], v: __m256d) {
+        // SAFETY: `dst` holds the 4 elements written.
+        unsafe { std::arch::x86_64::_mm256_storeu_pd(dst.as_mut_ptr(), v) }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn load_f64(s: &[f64; 4]) -> __m256d {
+        _mm256_setr_pd(s[0], s[1], s[2], s[3])
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn lanes_f64(v: __m256d) -> [f64; 4] {
+        let pair =
+            |h: __m128d| -> [f64; 2] { [_mm_cvtsd_f64(h), _mm_cvtsd_f64(_mm_unpackhi_pd(h, h))] };
+        let (lo, hi) = (
+            pair(_mm256_castpd256_pd128(v)),
+            pair(_mm256_extractf128_pd::<1>(v)),
+        );
+        [lo[0], lo[1], hi[0], hi[1]]
+    }
+
+    /// Tiles of `R` rows by `W` columns down the block's rows, then one tile of the rows left
+    /// (`$left`: every possible count, each a tile height of its own).
+    macro_rules! sweep {
+        ($block:ident, $j:ident, $lo:ident, $hi:ident, $out:ident, $at:ident; $($left:literal)*) => {{
+            let end = $block.rows.end;
+            let mut i = $block.rows.start;
+            while i + R <= end {
+                tile::<R, $at>($block, i, $j, $lo, $hi, $out);
+                i += R;
+            }
+            match end - i {
+                0 => {}
+                $($left => tile::<$left, $at>($block, i, $j, $lo, $hi, $out),)*
+                _ => unreachable!("fewer than R rows are left"),
+            }
+        }};
+    }
+
+    macro_rules! kernels {
+        ($name:ident, $t:ty, $v:ty, $lanes:literal,
+         $zero:ident, $splat:ident, $fmadd:ident, $load:ident, $store:ident, $to_lanes:ident) => {
+            pub(super) mod $name {
+                use std::cell::RefCell;
+
+                use super::super::Block;
+                use super::{$fmadd, $load, $splat, $store, $to_lanes, $zero};
+
+                /// Elements per vector.
+                const L: usize = $lanes;
+                /// Columns of a broadcast panel: two vectors.
+                const W: usize = 2 * L;
+                /// Rows of a broadcast tile: `R x 2` vectors, 12 accumulators.
+                const R: usize = 4;
+                /// Rows of `A` and of `Bᵀ` in a dot tile: 8 accumulators.
+                const RI: usize = 4;
+                const RJ: usize = 2;
+                /// `A · Bᵀ` with a shorter shared dimension copies `Bᵀ` to `B` and takes the
+                /// broadcast kernel: dot products this short are mostly the sum across lanes.
+                const MIN_DOT_K: usize = 4 * L;
+
+                thread_local! {
+                    /// `B` copied from a stored `Bᵀ`, for a short `A · Bᵀ`.
+                    static TRANSPOSED: RefCell<Vec<$t>> = const { RefCell::new(Vec::new()) };
+                    /// The last columns of `B`, copied as rows, for the tail of `A · B`.
+                    static TAIL: RefCell<Vec<$t>> = const { RefCell::new(Vec::new()) };
+                }
+
+                /// Computes `block` into `out`.
+                #[target_feature(enable = "avx2,fma")]
+                pub(crate) fn product(block: &Block<'_, $t>, out: &mut [$t]) {
+                    match (block.a_t, block.b_t) {
+                        (false, false) => broadcast::<false>(block, out),
+                        (true, false) => broadcast::<true>(block, out),
+                        (false, true) if block.k >= MIN_DOT_K => dot(block, out),
+                        (false, true) => via_transposed(block, out),
+                        (true, true) => unreachable!("Block::new refuses Aᵀ · Bᵀ"),
+                    }
+                }
+
+                /// `A · Bᵀ` as `A · B`, with all of `B` copied out of `Bᵀ` (so that the columns
+                /// fall into the same panels whatever the block).
+                #[target_feature(enable = "avx2,fma")]
+                fn via_transposed(block: &Block<'_, $t>, out: &mut [$t]) {
+                    let (k, n) = (block.k, block.b.len() / block.ldb);
+                    TRANSPOSED.with_borrow_mut(|b| {
+                        b.clear();
+                        b.resize(k * n, 0.0);
+                        for (j, bt_row) in block.b.chunks_exact(block.ldb).enumerate() {
+                            for (p, &value) in bt_row[..k].iter().enumerate() {
+                                b[p * n + j] = value;
+                            }
+                        }
+                        let copied = Block { b: b.as_slice(), b_t: false, ldb: n, ..block.clone() };
+                        broadcast::<false>(&copied, out);
+                    });
+                }
+
+                /// Panels of `W` columns, aligned at multiples of `W` from the product's first
+                /// column, each swept by tiles of `R` rows. The columns after the last whole panel
+                /// (the tail) take [`nn_tail`] or [`at_tail`]. `AT`: `A` is transposed.
+                #[target_feature(enable = "avx2,fma")]
+                fn broadcast<const AT: bool>(block: &Block<'_, $t>, out: &mut [$t]) {
+                    let whole = block.ldb / W * W;
+                    let (start, end) = (block.cols.start, block.cols.end);
+                    let mut j = start;
+                    while j < end.min(whole) {
+                        let panel = j / W * W;
+                        let (lo, hi) = (j - panel, (panel + W).min(end) - panel);
+                        sweep!(block, panel, lo, hi, out, AT; 1 2 3);
+                        j = panel + W;
+                    }
+                    if end > whole {
+                        let first = start.max(whole);
+                        if AT {
+                            at_tail(block, first, end, out);
+                        } else {
+                            nn_tail(block, first, end, out);
+                        }
+                    }
+                }
+
+                /// One tile of `RT` rows by `W` columns at rows `i..`, columns `j..`, of whose
+                /// columns `lo..hi` are stored.
+                #[target_feature(enable = "avx2,fma")]
+                fn tile<const RT: usize, const AT: bool>(
+                    block: &Block<'_, $t>,
+                    i: usize,
+                    j: usize,
+                    lo: usize,
+                    hi: usize,
+                    out: &mut [$t],
+                ) {
+                    let (k, lda, ldb) = (block.k, block.lda, block.ldb);
+                    let mut acc = [[$zero(); 2]; RT];
+                    if AT {
+                        // A[i + r, p] = a[p, i + r]: a step's elements are neighbours.
+                        for p in 0..k {
+                            let x = &block.a[p * lda + i..][..RT];
+                            let mut xs = [&x[0]; RT];
+                            for (xs, x) in xs.iter_mut().zip(x) {
+                                *xs = x;
+                            }
+                            step(&mut acc, xs, &block.b[p * ldb + j..][..W]);
+                        }
+                    } else {
+                        let arows = rows::<RT>(block.a, i, lda, k);
+                        for p in 0..k {
+                            let mut xs = [&arows[0][p]; RT];
+                            for (xs, arow) in xs.iter_mut().zip(&arows) {
+                                *xs = &arow[p];
+                            }
+                            step(&mut acc, xs, &block.b[p * ldb + j..][..W]);
+                        }
+                    }
+                    // The tile's column `lo` is the block's column `j + lo - cols.start >= 0`.
+                    let row0 = block.at.0 + i - block.rows.start;
+                    let col_lo = block.at.1 + j + lo - block.cols.start;
+                    for (r, acc) in acc.iter().enumerate() {
+                        let dst = &mut out[(row0 + r) * block.ldo + col_lo..][..hi - lo];
+                        if (lo, hi) == (0, W) {
+                            for (dst, &acc) in dst.chunks_exact_mut(L).zip(acc) {
+                                $store(dst.try_into().expect("L elements"), acc);
+                            }
+                        } else {
+                            let lanes = [$to_lanes(acc[0]), $to_lanes(acc[1])];
+                            dst.copy_from_slice(&lanes.as_flattened()[lo..hi]);
+                        }
+                    }
+                }
+
+                /// One step of the shared dimension: `acc[r] += x[r] * y`.
+                #[target_feature(enable = "avx2,fma")]
+                #[inline]
+                fn step<const RT: usize>(acc: &mut [[$v; 2]; RT], x: [&$t; RT], y: &[$t]) {
+                    let y = [
+                        $load(y[..L].try_into().expect("L elements")),
+                        $load(y[L..W].try_into().expect("L elements")),
+                    ];
+                    for (acc, x) in acc.iter_mut().zip(x) {
+                        // From memory straight into all lanes: one load, no shuffle.
+                        let x = $splat(x);
+                        acc[0] = $fmadd(x, y[0], acc[0]);
+                        acc[1] = $fmadd(x, y[1], acc[1]);
+                    }
+                }
+
+                /// Rows `i .. i + N` of a matrix stored with rows `ld` apart, `k` elements each.
+                /// (A loop, not `std::array::from_fn`, so that the compiler sees every length is
+                /// `k` and drops the bounds checks of the kernels' loops over `p < k`.)
+                #[target_feature(enable = "avx2,fma")]
+                #[inline]
+                fn rows<const N: usize>(m: &[$t], i: usize, ld: usize, k: usize) -> [&[$t]; N] {
+                    let mut rows = [&m[..0]; N];
+                    for (r, row) in rows.iter_mut().enumerate() {
+                        *row = &m[(i + r) * ld..][..k];
+                    }
+                    rows
+                }
+
+                /// The tail of `A · B`, columns `first..end`: the columns copied as rows, then
+                /// dot products with the rows of `A`.
+                #[target_feature(enable = "avx2,fma")]
+                fn nn_tail(block: &Block<'_, $t>, first: usize, end: usize, out: &mut [$t]) {
+                    let (k, width) = (block.k, end - first);
+                    TAIL.with_borrow_mut(|tail| {
+                        tail.clear();
+                        tail.resize(width * k, 0.0);
+                        for (p, b_row) in block.b.chunks_exact(block.ldb).enumerate() {
+                            for (c, &value) in b_row[first..end].iter().enumerate() {
+                                tail[c * k + p] = value;
+                            }
+                        }
+                        let rows = Block {
+                            b: tail.as_slice(),
+                            b_t: true,
+                            ldb: k,
+                            cols: 0..width,
+                            at: (block.at.0, block.at.1 + first - block.cols.start),
+                            ..block.clone()
+                        };
+                        dot(&rows, out);
+                    });
+                }
+
+                /// The tail of `Aᵀ · B`, columns `first..end`, as `(Bᵀ · A)ᵀ`: one or two columns
+                /// at a time, each step an element of `B` broadcast and multiplied into a row of
+                /// the stored `A` (the same multiply-adds, in the same order, as a tile's).
+                #[target_feature(enable = "avx2,fma")]
+                fn at_tail(block: &Block<'_, $t>, first: usize, end: usize, out: &mut [$t]) {
+                    let mut j = first;
+                    while j < end {
+                        let pair = j + 2 <= end;
+                        let mut i = block.rows.start;
+                        while i < block.rows.end {
+                            let left = block.rows.end - i;
+                            let step = match (pair, left) {
+                                (true, left) if left >= 4 * L => column_tile::<2, 4>(block, i, j, out),
+                                (false, left) if left >= 4 * L => column_tile::<1, 4>(block, i, j, out),
+                                (true, left) if left >= L => column_tile::<2, 1>(block, i, j, out),
+                                (false, left) if left >= L => column_tile::<1, 1>(block, i, j, out),
+                                (true, _) => column_scalar::<2>(block, i, j, out),
+                                (false, _) => column_scalar::<1>(block, i, j, out),
+                            };
+                            i += step;
+                        }
+                        j += if pair { 2 } else { 1 };
+                    }
+                }
+
+                /// `NV` vectors of rows `i..` of `TJ` columns `j..` of `Aᵀ · B`; returns the rows
+                /// done.
+                #[target_feature(enable = "avx2,fma")]
+                fn column_tile<const TJ: usize, const NV: usize>(
+                    block: &Block<'_, $t>,
+                    i: usize,
+                    j: usize,
+                    out: &mut [$t],
+                ) -> usize {
+                    let (k, lda, ldb) = (block.k, block.lda, block.ldb);
+                    let mut acc = [[$zero(); NV]; TJ];
+                    for p in 0..k {
+                        let a = &block.a[p * lda + i..][..NV * L];
+                        let mut x = [$zero(); NV];
+                        for (x, a) in x.iter_mut().zip(a.chunks_exact(L)) {
+                            *x = $load(a.try_into().expect("L elements"));
+                        }
+                        let b = &block.b[p * ldb + j..][..TJ];
+                        for (acc, b) in acc.iter_mut().zip(b) {
+                            let y = $splat(b);
+                            for (acc, &x) in acc.iter_mut().zip(&x) {
+                                *acc = $fmadd(x, y, *acc);
+                            }
+                        }
+                    }
+                    let row0 = block.at.0 + i - block.rows.start;
+                    let col0 = block.at.1 + j - block.cols.start;
+                    for (c, acc) in acc.iter().enumerate() {
+                        for (v, &acc) in acc.iter().enumerate() {
+                            for (l, &value) in $to_lanes(acc).iter().enumerate() {
+                                out[(row0 + v * L + l) * block.ldo + col0 + c] = value;
+                            }
+                        }
+                    }
+                    NV * L
+                }
+
+                /// The rows `i..` left (fewer than a vector) of `TJ` columns `j..` of `Aᵀ · B`,
+                /// one element at a time; returns the rows done.
+                #[target_feature(enable = "avx2,fma")]
+                fn column_scalar<const TJ: usize>(
+                    block: &Block<'_, $t>,
+                    i: usize,
+                    j: usize,
+                    out: &mut [$t],
+                ) -> usize {
+                    let (k, lda, ldb) = (block.k, block.lda, block.ldb);
+                    for i in i..block.rows.end {
+                        for c in j..j + TJ {
+                            let mut sum: $t = 0.0;
+                            for p in 0..k {
+                                sum = block.a[p * lda + i].mul_add(block.b[p * ldb + c], sum);
+                            }
+                            let row = block.at.0 + i - block.rows.start;
+                            out[row * block.ldo + block.at.1 + c - block.cols.start] = sum;
+                        }
+                    }
+                    block.rows.end - i
+                }
+
+                /// Tiles of `RI` rows of `A` by `RJ` rows of `Bᵀ`, then the edges one row or
+                /// column at a time.
+                #[target_feature(enable = "avx2,fma")]
+                fn dot(block: &Block<'_, $t>, out: &mut [$t]) {
+                    let (rows, cols) = (block.rows.clone(), block.cols.clone());
+                    let mut j = cols.start;
+                    while j < cols.end {
+                        let wide = j + RJ <= cols.end;
+                        let mut i = rows.start;
+                        while i < rows.end {
+                            let tall = i + RI <= rows.end;
+                            match (tall, wide) {
+                                (true, true) => dot_tile::<RI, RJ>(block, i, j, out),
+                                (true, false) => dot_tile::<RI, 1>(block, i, j, out),
+                                (false, true) => dot_tile::<1, RJ>(block, i, j, out),
+                                (false, false) => dot_tile::<1, 1>(block, i, j, out),
+                            }
+                            i += if tall { RI } else { 1 };
+                        }
+                        j += if wide { RJ } else { 1 };
+                    }
+                }
+
+                /// One `TI x TJ` tile of dot products at rows `i..`, columns `j..`: partial sums
+                /// in vectors over the shared dimension, then across the lanes in a fixed order
+                /// (halves added pairwise), then the elements left over.
+                #[target_feature(enable = "avx2,fma")]
+                fn dot_tile<const TI: usize, const TJ: usize>(
+                    block: &Block<'_, $t>,
+                    i: usize,
+                    j: usize,
+                    out: &mut [$t],
+                ) {
+                    let k = block.k;
+                    let arows = rows::<TI>(block.a, i, block.lda, k);
+                    let brows = rows::<TJ>(block.b, j, block.ldb, k);
+                    let mut acc = [[$zero(); TJ]; TI];
+                    let whole = k / L * L;
+                    for p in (0..whole).step_by(L) {
+                        let mut bv = [$zero(); TJ];
+                        for (bv, brow) in bv.iter_mut().zip(&brows) {
+                            *bv = $load(brow[p..p + L].try_into().expect("L elements"));
+                        }
+                        for (acc, arow) in acc.iter_mut().zip(&arows) {
+                            let av = $load(arow[p..p + L].try_into().expect("L elements"));
+                            for (acc, &bv) in acc.iter_mut().zip(&bv) {
+                                *acc = $fmadd(av, bv, *acc);
+                            }
+                        }
+                    }
+                    let row0 = block.at.0 + i - block.rows.start;
+                    let col0 = block.at.1 + j - block.cols.start;
+                    for (r, acc) in acc.iter().enumerate() {
+                        for (c, &acc) in acc.iter().enumerate() {
+                            let mut lanes = $to_lanes(acc);
+                            let mut width = L;
+                            while width > 1 {
+                                width /= 2;
+                                for q in 0..width {
+                                    lanes[q] += lanes[q + width];
+                                }
+                            }
+                            let mut sum = lanes[0];
+                            for p in whole..k {
+                                sum = arows[r][p].mul_add(brows[c][p], sum);
+                            }
+                            out[(row0 + r) * block.ldo + col0 + c] = sum;
+                        }
+                    }
+                }
+            }
+        };
+    }
+
+    kernels!(
+        f32,
+        f32,
+        std::arch::x86_64::__m256,
+        8,
+        _mm256_setzero_ps,
+        _mm256_broadcast_ss,
+        _mm256_fmadd_ps,
+        load_f32,
+        store_f32,
+        lanes_f32
+    );
+    kernels!(
+        f64,
+        f64,
+        std::arch::x86_64::__m256d,
+        4,
+        _mm256_setzero_pd,
+        _mm256_broadcast_sd,
+        _mm256_fmadd_pd,
+        load_f64,
+        store_f64,
+        lanes_f64
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::init::randn;
+    use rand::{RngExt, SeedableRng};
+    use rand_xoshiro::Xoshiro256PlusPlus;
+
+    /// `op(a) · op(b)` by the definition, summed in `f64`.
+    fn naive<A: NdFloat>(a: ArrayView2<'_, A>, b: ArrayView2<'_, A>) -> Array2<f64> {
+        let f = |v: A| v.to_f64().expect("finite");
+        Array2::from_shape_fn((a.nrows(), b.ncols()), |(i, j)| {
+            (0..a.ncols()).map(|p| f(a[[i, p]]) * f(b[[p, j]])).sum()
+        })
+    }
+
+    /// Every layout, random shapes (edges of every size around the tiles), random blocks written
+    /// at random places of a larger output, whose other elements must stay untouched.
+    fn matches_naive<A: NdFloat>(tolerance: f64) {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
+        for case in 0..400 {
+            let m = rng.random_range(1..40);
+            let k = rng.random_range(0..70);
+            let n = rng.random_range(1..60);
+            let (a_t, b_t) = [(false, false), (true, false), (false, true), (true, true)][case % 4];
+            let a: Array2<A> = randn(if a_t { (k, m) } else { (m, k) }, 1.0, &mut rng);
+            let b: Array2<A> = randn(if b_t { (n, k) } else { (k, n) }, 1.0, &mut rng);
+            let expected = naive(
+                if a_t { a.t() } else { a.view() },
+                if b_t { b.t() } else { b.view() },
+            );
+            let r0 = rng.random_range(0..m);
+            let r1 = rng.random_range(r0 + 1..=m);
+            let c0 = rng.random_range(0..n);
+            let c1 = rng.random_range(c0 + 1..=n);
+            let at = (rng.random_range(0..3), rng.random_range(0..3));
+            let shape = (at.0 + r1 - r0 + 1, at.1 + c1 - c0 + 2);
+            let sentinel = A::from(12345.0).unwrap();
+            let mut out = Array2::from_elem(shape, sentinel);
+            product(&a, a_t, &b, b_t, r0..r1, c0..c1, &mut out, at);
+            for ((i, j), &v) in out.indexed_iter() {
+                let inside =
+                    (at.0..at.0 + r1 - r0).contains(&i) && (at.1..at.1 + c1 - c0).contains(&j);
+                if !inside {
+                    assert_eq!(
+                        v, sentinel,
+                        "case {case}: ({i}, {j}) outside the block written"
+                    );
+                    continue;
+                }
+                let e = expected[[r0 + i - at.0, c0 + j - at.1]];
+                let v = v.to_f64().unwrap();
+                assert!(
+                    (v - e).abs() <= tolerance * (1.0 + e.abs()),
+                    "case {case}: {m}x{k}x{n} (a_t {a_t}, b_t {b_t}) at ({i}, {j}): {v} vs {e}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn products_match_the_definition_f32() {
+        matches_naive::<f32>(1e-5);
+    }
+
+    #[test]
+    fn products_match_the_definition_f64() {
+        matches_naive::<f64>(1e-13);
+    }
+
+    /// Hand-computed: [[1, 2], [3, 4]] · [[5, 6], [7, 8]] = [[19, 22], [43, 50]], with each operand
+    /// stored as is or transposed, in the kernels and in the fallback.
+    #[test]
+    fn a_two_by_two_product() {
+        let a = ndarray::array![[1.0, 2.0], [3.0, 4.0]];
+        let b = ndarray::array![[5.0, 6.0], [7.0, 8.0]];
+        let (at, bt) = (a.t().to_owned(), b.t().to_owned());
+        let expected = ndarray::array![[19.0, 22.0], [43.0, 50.0]];
+        for (x, x_t, y, y_t) in [
+            (&a, false, &b, false),
+            (&at, true, &b, false),
+            (&a, false, &bt, true),
+            (&at, true, &bt, true),
+        ] {
+            let mut out = Array2::zeros((2, 2));
+            product(x, x_t, y, y_t, 0..2, 0..2, &mut out, (0, 0));
+            assert_eq!(out, expected);
+            let mut out = Array2::zeros((2, 2));
+            let xv = if x_t { x.t() } else { x.view() };
+            let yv = if y_t { y.t() } else { y.view() };
+            fallback(xv, yv, 0..2, 0..2, &mut out, (0, 0));
+            assert_eq!(out, expected);
+        }
+    }
+
+    /// A shared dimension of 0 sums nothing: the block is zeros, the rest of the output untouched.
+    #[test]
+    fn an_empty_shared_dimension_gives_zeros() {
+        for (a_t, b_t) in [(false, false), (true, false), (false, true), (true, true)] {
+            let a = Array2::<f32>::zeros(if a_t { (0, 3) } else { (3, 0) });
+            let b = Array2::<f32>::zeros(if b_t { (9, 0) } else { (0, 9) });
+            let mut out = Array2::from_elem((4, 9), 7.0);
+            product(&a, a_t, &b, b_t, 0..3, 2..9, &mut out, (1, 0));
+            let zeros = out.indexed_iter().filter(|&(_, &v)| v == 0.0).count();
+            assert_eq!(zeros, 3 * 7, "{a_t} {b_t}");
+            assert!(out.row(0).iter().all(|&v| v == 7.0));
+            assert!(out.slice(ndarray::s![1.., 7..]).iter().all(|&v| v == 7.0));
+        }
+    }
+
+    /// A block computed alone equals the same block of the whole product, bit for bit, at the
+    /// shapes of a training step and at odd ones.
+    #[test]
+    fn blocks_equal_the_whole_product_bit_for_bit() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(5);
+        for (m, k, n) in [(100, 784, 50), (37, 101, 53), (9, 13, 7)] {
+            for (a_t, b_t) in [(false, false), (true, false), (false, true)] {
+                let a: Array2<f32> = randn(if a_t { (k, m) } else { (m, k) }, 1.0, &mut rng);
+                let b: Array2<f32> = randn(if b_t { (n, k) } else { (k, n) }, 1.0, &mut rng);
+                let mut whole = Array2::zeros((m, n));
+                product(&a, a_t, &b, b_t, 0..m, 0..n, &mut whole, (0, 0));
+                let (hm, hn) = (m / 2, n / 2);
+                for (rows, cols) in [(0..hm, 0..n), (hm..m, 0..n), (0..m, 0..hn), (0..m, hn..n)] {
+                    let mut part = Array2::zeros((rows.len(), cols.len()));
+                    product(
+                        &a,
+                        a_t,
+                        &b,
+                        b_t,
+                        rows.clone(),
+                        cols.clone(),
+                        &mut part,
+                        (0, 0),
+                    );
+                    let expected = whole.slice(ndarray::s![rows.clone(), cols.clone()]);
+                    assert_eq!(part, expected, "{m}x{k}x{n} {a_t} {b_t} {rows:?} {cols:?}");
+                }
+            }
+        }
+    }
+}
