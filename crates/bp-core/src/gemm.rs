@@ -100,28 +100,23 @@ pub(crate) fn product<A: NdFloat>(
             <= MAX_KERNEL_FMAS
     {
         let ldo = out.ncols();
-        if let (Some(block), Some(out)) = (
-            Block::<f32>::new(a, a_t, b, b_t, &rows, &cols, at, ldo),
-            as_slice_mut::<A, f32>(out),
-        ) {
-            #[allow(unsafe_code)]
-            // SAFETY: `x86::available` checked that the CPU has AVX2 and FMA.
-            unsafe {
-                x86::f32::product(&block, out);
-            }
-            return;
+        macro_rules! kernels_for {
+            ($t:ident) => {
+                if let (Some(block), Some(out)) = (
+                    Block::<$t>::new(a, a_t, b, b_t, &rows, &cols, at, ldo),
+                    as_slice_mut::<A, $t>(out),
+                ) {
+                    #[allow(unsafe_code)]
+                    // SAFETY: `x86::available` checked that the CPU has AVX2 and FMA.
+                    unsafe {
+                        x86::$t::product(&block, out);
+                    }
+                    return;
+                }
+            };
         }
-        if let (Some(block), Some(out)) = (
-            Block::<f64>::new(a, a_t, b, b_t, &rows, &cols, at, ldo),
-            as_slice_mut::<A, f64>(out),
-        ) {
-            #[allow(unsafe_code)]
-            // SAFETY: `x86::available` checked that the CPU has AVX2 and FMA.
-            unsafe {
-                x86::f64::product(&block, out);
-            }
-            return;
-        }
+        kernels_for!(f32);
+        kernels_for!(f64);
     }
     fallback(av, bv, rows, cols, out, at);
 }
