@@ -2,6 +2,10 @@
 //! net's first layer (784 -> 800), in f32 and f64. The affine layers run with one thread (`1t`) and
 //! with the default (`2t` on a machine with two CPUs: large products shared with a helper thread).
 //!
+//! `matrixmultiply_x_w` and `matrixmultiply_xt_dout` time the affine layer's two large products by
+//! `matrixmultiply` (one thread, output buffers reused), beside `affine_forward` and
+//! `affine_backward_params`, which compute them with bp-core's kernels up to their size limit.
+//!
 //! Each measurement times only the pass named: inputs and `dout`s are cloned outside the timed region,
 //! and the layers are in the steady state of training (their buffers recycled), as in a training loop.
 //!
@@ -12,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use bp_core::{Affine, Init, Layer, Relu, Sigmoid, randn};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use ndarray::{ArrayD, IxDyn, NdFloat};
+use ndarray::linalg::general_mat_mul;
+use ndarray::{Array2, ArrayD, Ix2, IxDyn, NdFloat};
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
@@ -79,6 +84,22 @@ fn bench_dtype<A: NdFloat>(c: &mut Criterion, dtype: &str) {
                 )
             })
         });
+        if threads == 1 {
+            // The same products by `matrixmultiply` (which bp-core uses for larger products),
+            // into buffers allocated outside the clock: `x·W` against `affine_forward`,
+            // `xᵀ·dout` against `affine_backward_params`.
+            let x2 = x.clone().into_dimensionality::<Ix2>().expect("rank 2");
+            let dout2 = dout.clone().into_dimensionality::<Ix2>().expect("rank 2");
+            let w = affine.w().clone();
+            let mut out = Array2::<A>::zeros((BATCH, output));
+            let mut dw = Array2::<A>::zeros((input, output));
+            group.bench_function(BenchmarkId::new("matrixmultiply_x_w", &shape), |b| {
+                b.iter(|| general_mat_mul(A::one(), &x2, &w, A::zero(), &mut out))
+            });
+            group.bench_function(BenchmarkId::new("matrixmultiply_xt_dout", &shape), |b| {
+                b.iter(|| general_mat_mul(A::one(), &x2.t(), &dout2, A::zero(), &mut dw))
+            });
+        }
         let backwards: [(&str, Backward<A>); 2] = [
             ("affine_backward", Layer::backward),
             ("affine_backward_params", Layer::backward_params),

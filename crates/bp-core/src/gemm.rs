@@ -499,7 +499,7 @@ mod x86 {
                         let mut i = block.rows.start;
                         while i < block.rows.end {
                             let left = block.rows.end - i;
-                            let step = match (pair, left) {
+                            let done = match (pair, left) {
                                 (true, left) if left >= 4 * L => column_tile::<2, 4>(block, i, j, out),
                                 (false, left) if left >= 4 * L => column_tile::<1, 4>(block, i, j, out),
                                 (true, left) if left >= L => column_tile::<2, 1>(block, i, j, out),
@@ -507,7 +507,7 @@ mod x86 {
                                 (true, _) => column_scalar::<2>(block, i, j, out),
                                 (false, _) => column_scalar::<1>(block, i, j, out),
                             };
-                            i += step;
+                            i += done;
                         }
                         j += if pair { 2 } else { 1 };
                     }
