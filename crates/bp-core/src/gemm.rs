@@ -1,5 +1,5 @@
 //! Matrix products for the layers, `C = op(A) · op(B)`, written into the caller's buffer without
-//! packing either operand: once a few small per-thread buffers have grown, nothing is allocated.
+//! packing either operand: once the caller's scratch buffer has grown, nothing is allocated.
 //!
 //! The products of a training step each have an operand whose rows run along the direction the
 //! kernel walks, so neither operand needs packing:
@@ -17,7 +17,9 @@
 //! The last columns of `x · W` that do not fill a panel of two vectors (the 2 of the book's 50)
 //! are copied out as rows and computed as dot products; those of `xᵀ · dout`, as the transposed
 //! product, vectorised down the rows. A short `dout · Wᵀ` (the 10 classes) copies `Wᵀ` out and
-//! takes the broadcast kernel. The copies go to per-thread buffers that grow once and are reused.
+//! takes the broadcast kernel. The copies go to a scratch buffer the caller keeps: one that
+//! [`reserve_scratch`] has sized for the product is never grown, so a caller that reserves before
+//! handing a product to another thread knows that thread will not allocate.
 //!
 //! The kernels use AVX2 and FMA intrinsics, on x86-64 CPUs that have them (checked at run time).
 //! The library crates' only `unsafe` code is here: the calls into the kernels once the CPU has been
@@ -39,14 +41,39 @@ use ndarray::{Array2, ArrayView2, Axis, NdFloat, Slice};
 /// are faster (see the Performance section of README.md).
 const MAX_KERNEL_FMAS: usize = 1 << 23;
 
+/// The widest panel of the broadcast kernel (two vectors of 8 `f32`), and the shortest shared
+/// dimension the dot kernel takes (four vectors of 8 `f32`); those of the `f64` kernels are
+/// smaller. They bound the copies a product makes (see [`reserve_scratch`]).
+const MAX_PANEL: usize = 16;
+const MAX_SHORT_DOT: usize = 32;
+
+/// Makes `scratch` hold at least what [`product`] copies into it for `op(a) · op(b)`, whatever the
+/// block: the last `n mod 16` columns of `B` for `A · B`, and with a shared dimension `k` shorter
+/// than 32, all of `B` for `A · Bᵀ`. Allocates only if `scratch` is too small.
+pub(crate) fn reserve_scratch<A>(scratch: &mut Vec<A>, a_t: bool, b: &Array2<A>, b_t: bool) {
+    let (k, n) = if b_t { (b.ncols(), b.nrows()) } else { b.dim() };
+    let tail = n.min(MAX_PANEL - 1) * k;
+    let len = match (a_t, b_t) {
+        (false, false) => tail,
+        (false, true) if k < MAX_SHORT_DOT => k * n + tail,
+        _ => 0,
+    };
+    scratch.clear();
+    scratch.reserve(len);
+}
+
 /// `out[at + (i - rows.start, j - cols.start)] = (op(a) · op(b))[i, j]` for `i` in `rows` and `j`
 /// in `cols`, where `op(m)` is `m`, or `mᵀ` if its flag is set. The rest of `out` is untouched.
+/// Parts of `b` may be copied into `scratch`, which grows only if [`reserve_scratch`] was not
+/// called for the product.
 ///
 /// # Panics
 ///
 /// If the inner dimensions differ, or the block reaches outside the product or outside `out`.
 #[track_caller]
 #[allow(clippy::too_many_arguments)]
+// A `Vec`, not a slice: the kernels size the scratch to each product.
+#[allow(clippy::ptr_arg)]
 pub(crate) fn product<A: NdFloat>(
     a: &Array2<A>,
     a_t: bool,
@@ -56,6 +83,7 @@ pub(crate) fn product<A: NdFloat>(
     cols: Range<usize>,
     out: &mut Array2<A>,
     at: (usize, usize),
+    scratch: &mut Vec<A>,
 ) {
     let av = if a_t { a.t() } else { a.view() };
     let bv = if b_t { b.t() } else { b.view() };
@@ -102,14 +130,15 @@ pub(crate) fn product<A: NdFloat>(
         let ldo = out.ncols();
         macro_rules! kernels_for {
             ($t:ident) => {
-                if let (Some(block), Some(out)) = (
+                if let (Some(block), Some(out), Some(scratch)) = (
                     Block::<$t>::new(a, a_t, b, b_t, &rows, &cols, at, ldo),
                     as_slice_mut::<A, $t>(out),
+                    (scratch as &mut dyn Any).downcast_mut::<Vec<$t>>(),
                 ) {
                     #[allow(unsafe_code)]
                     // SAFETY: `x86::available` checked that the CPU has AVX2 and FMA.
                     unsafe {
-                        x86::$t::product(&block, out);
+                        x86::$t::product(&block, out, scratch);
                     }
                     return;
                 }
@@ -306,9 +335,7 @@ mod x86 {
         ($name:ident, $t:ty, $v:ty, $lanes:literal,
          $zero:ident, $splat:ident, $fmadd:ident, $load:ident, $store:ident, $to_lanes:ident) => {
             pub(super) mod $name {
-                use std::cell::RefCell;
-
-                use super::super::Block;
+                use super::super::{Block, MAX_PANEL, MAX_SHORT_DOT};
                 use super::{$fmadd, $load, $splat, $store, $to_lanes, $zero};
 
                 /// Elements per vector.
@@ -324,48 +351,56 @@ mod x86 {
                 /// broadcast kernel: dot products this short are mostly the sum across lanes.
                 const MIN_DOT_K: usize = 4 * L;
 
-                thread_local! {
-                    /// `B` copied from a stored `Bᵀ`, for a short `A · Bᵀ`.
-                    static TRANSPOSED: RefCell<Vec<$t>> = const { RefCell::new(Vec::new()) };
-                    /// The last columns of `B`, copied as rows, for the tail of `A · B`.
-                    static TAIL: RefCell<Vec<$t>> = const { RefCell::new(Vec::new()) };
-                }
+                // `reserve_scratch` sizes the copies for the widest kernels.
+                const _: () = assert!(W <= MAX_PANEL && MIN_DOT_K <= MAX_SHORT_DOT);
 
-                /// Computes `block` into `out`.
+                /// Computes `block` into `out`, with the copies it makes in `scratch`.
                 #[target_feature(enable = "avx2,fma")]
-                pub(crate) fn product(block: &Block<'_, $t>, out: &mut [$t]) {
+                pub(crate) fn product(block: &Block<'_, $t>, out: &mut [$t], scratch: &mut Vec<$t>) {
+                    let k = block.k;
+                    let n = if block.b_t { block.b.len() / block.ldb } else { block.ldb };
+                    let tail = (n - n / W * W) * k;
+                    let copy = match (block.a_t, block.b_t) {
+                        (false, false) => tail,
+                        (false, true) if k < MIN_DOT_K => k * n + tail,
+                        _ => 0,
+                    };
+                    scratch.clear();
+                    scratch.resize(copy, 0.0);
                     match (block.a_t, block.b_t) {
-                        (false, false) => broadcast::<false>(block, out),
-                        (true, false) => broadcast::<true>(block, out),
-                        (false, true) if block.k >= MIN_DOT_K => dot(block, out),
-                        (false, true) => via_transposed(block, out),
+                        (false, false) => broadcast::<false>(block, out, scratch),
+                        (true, false) => broadcast::<true>(block, out, &mut []),
+                        (false, true) if k >= MIN_DOT_K => dot(block, out),
+                        (false, true) => via_transposed(block, out, scratch),
                         (true, true) => unreachable!("Block::new refuses Aᵀ · Bᵀ"),
                     }
                 }
 
-                /// `A · Bᵀ` as `A · B`, with all of `B` copied out of `Bᵀ` (so that the columns
-                /// fall into the same panels whatever the block).
+                /// `A · Bᵀ` as `A · B`, with all of `B` copied out of `Bᵀ` into `scratch` (so
+                /// that the columns fall into the same panels whatever the block).
                 #[target_feature(enable = "avx2,fma")]
-                fn via_transposed(block: &Block<'_, $t>, out: &mut [$t]) {
+                fn via_transposed(block: &Block<'_, $t>, out: &mut [$t], scratch: &mut [$t]) {
                     let (k, n) = (block.k, block.b.len() / block.ldb);
-                    TRANSPOSED.with_borrow_mut(|b| {
-                        b.clear();
-                        b.resize(k * n, 0.0);
-                        for (j, bt_row) in block.b.chunks_exact(block.ldb).enumerate() {
-                            for (p, &value) in bt_row[..k].iter().enumerate() {
-                                b[p * n + j] = value;
-                            }
+                    let (b, tail) = scratch.split_at_mut(k * n);
+                    for (j, bt_row) in block.b.chunks_exact(block.ldb).enumerate() {
+                        for (p, &value) in bt_row[..k].iter().enumerate() {
+                            b[p * n + j] = value;
                         }
-                        let copied = Block { b: b.as_slice(), b_t: false, ldb: n, ..block.clone() };
-                        broadcast::<false>(&copied, out);
-                    });
+                    }
+                    let copied = Block { b, b_t: false, ldb: n, ..block.clone() };
+                    broadcast::<false>(&copied, out, tail);
                 }
 
                 /// Panels of `W` columns, aligned at multiples of `W` from the product's first
                 /// column, each swept by tiles of `R` rows. The columns after the last whole panel
-                /// (the tail) take [`nn_tail`] or [`at_tail`]. `AT`: `A` is transposed.
+                /// (the tail) take [`nn_tail`], which copies them into `tail`, or [`at_tail`].
+                /// `AT`: `A` is transposed.
                 #[target_feature(enable = "avx2,fma")]
-                fn broadcast<const AT: bool>(block: &Block<'_, $t>, out: &mut [$t]) {
+                fn broadcast<const AT: bool>(
+                    block: &Block<'_, $t>,
+                    out: &mut [$t],
+                    tail: &mut [$t],
+                ) {
                     let whole = block.ldb / W * W;
                     let (start, end) = (block.cols.start, block.cols.end);
                     let mut j = start;
@@ -380,7 +415,7 @@ mod x86 {
                         if AT {
                             at_tail(block, first, end, out);
                         } else {
-                            nn_tail(block, first, end, out);
+                            nn_tail(block, first, end, out, tail);
                         }
                     }
                 }
@@ -463,29 +498,32 @@ mod x86 {
                     rows
                 }
 
-                /// The tail of `A · B`, columns `first..end`: the columns copied as rows, then
-                /// dot products with the rows of `A`.
+                /// The tail of `A · B`, columns `first..end`: the columns copied as rows into
+                /// `tail`, then dot products with the rows of `A`.
                 #[target_feature(enable = "avx2,fma")]
-                fn nn_tail(block: &Block<'_, $t>, first: usize, end: usize, out: &mut [$t]) {
+                fn nn_tail(
+                    block: &Block<'_, $t>,
+                    first: usize,
+                    end: usize,
+                    out: &mut [$t],
+                    tail: &mut [$t],
+                ) {
                     let (k, width) = (block.k, end - first);
-                    TAIL.with_borrow_mut(|tail| {
-                        tail.clear();
-                        tail.resize(width * k, 0.0);
-                        for (p, b_row) in block.b.chunks_exact(block.ldb).enumerate() {
-                            for (c, &value) in b_row[first..end].iter().enumerate() {
-                                tail[c * k + p] = value;
-                            }
+                    let tail = &mut tail[..width * k];
+                    for (p, b_row) in block.b.chunks_exact(block.ldb).enumerate() {
+                        for (c, &value) in b_row[first..end].iter().enumerate() {
+                            tail[c * k + p] = value;
                         }
-                        let rows = Block {
-                            b: tail.as_slice(),
-                            b_t: true,
-                            ldb: k,
-                            cols: 0..width,
-                            at: (block.at.0, block.at.1 + first - block.cols.start),
-                            ..block.clone()
-                        };
-                        dot(&rows, out);
-                    });
+                    }
+                    let rows = Block {
+                        b: tail,
+                        b_t: true,
+                        ldb: k,
+                        cols: 0..width,
+                        at: (block.at.0, block.at.1 + first - block.cols.start),
+                        ..block.clone()
+                    };
+                    dot(&rows, out);
                 }
 
                 /// The tail of `Aᵀ · B`, columns `first..end`, as `(Bᵀ · A)ᵀ`: one or two columns
@@ -689,7 +727,8 @@ mod tests {
     }
 
     /// Every layout, random shapes (edges of every size around the tiles), random blocks written
-    /// at random places of a larger output, whose other elements must stay untouched.
+    /// at random places of a larger output, whose other elements must stay untouched; a scratch
+    /// buffer sized by `reserve_scratch` never grows.
     fn matches_naive<A: NdFloat>(tolerance: f64) {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
         for case in 0..400 {
@@ -711,7 +750,11 @@ mod tests {
             let shape = (at.0 + r1 - r0 + 1, at.1 + c1 - c0 + 2);
             let sentinel = A::from(12345.0).unwrap();
             let mut out = Array2::from_elem(shape, sentinel);
-            product(&a, a_t, &b, b_t, r0..r1, c0..c1, &mut out, at);
+            let mut scratch = Vec::new();
+            reserve_scratch(&mut scratch, a_t, &b, b_t);
+            let room = scratch.capacity();
+            product(&a, a_t, &b, b_t, r0..r1, c0..c1, &mut out, at, &mut scratch);
+            assert_eq!(scratch.capacity(), room, "case {case}: the scratch grew");
             for ((i, j), &v) in out.indexed_iter() {
                 let inside =
                     (at.0..at.0 + r1 - r0).contains(&i) && (at.1..at.1 + c1 - c0).contains(&j);
@@ -757,7 +800,17 @@ mod tests {
             (&at, true, &bt, true),
         ] {
             let mut out = Array2::zeros((2, 2));
-            product(x, x_t, y, y_t, 0..2, 0..2, &mut out, (0, 0));
+            product(
+                x,
+                x_t,
+                y,
+                y_t,
+                0..2,
+                0..2,
+                &mut out,
+                (0, 0),
+                &mut Vec::new(),
+            );
             assert_eq!(out, expected);
             let mut out = Array2::zeros((2, 2));
             let xv = if x_t { x.t() } else { x.view() };
@@ -774,7 +827,17 @@ mod tests {
             let a = Array2::<f32>::zeros(if a_t { (0, 3) } else { (3, 0) });
             let b = Array2::<f32>::zeros(if b_t { (9, 0) } else { (0, 9) });
             let mut out = Array2::from_elem((4, 9), 7.0);
-            product(&a, a_t, &b, b_t, 0..3, 2..9, &mut out, (1, 0));
+            product(
+                &a,
+                a_t,
+                &b,
+                b_t,
+                0..3,
+                2..9,
+                &mut out,
+                (1, 0),
+                &mut Vec::new(),
+            );
             let zeros = out.indexed_iter().filter(|&(_, &v)| v == 0.0).count();
             assert_eq!(zeros, 3 * 7, "{a_t} {b_t}");
             assert!(out.row(0).iter().all(|&v| v == 7.0));
@@ -792,7 +855,18 @@ mod tests {
                 let a: Array2<f32> = randn(if a_t { (k, m) } else { (m, k) }, 1.0, &mut rng);
                 let b: Array2<f32> = randn(if b_t { (n, k) } else { (k, n) }, 1.0, &mut rng);
                 let mut whole = Array2::zeros((m, n));
-                product(&a, a_t, &b, b_t, 0..m, 0..n, &mut whole, (0, 0));
+                let mut scratch = Vec::new();
+                product(
+                    &a,
+                    a_t,
+                    &b,
+                    b_t,
+                    0..m,
+                    0..n,
+                    &mut whole,
+                    (0, 0),
+                    &mut scratch,
+                );
                 let (hm, hn) = (m / 2, n / 2);
                 for (rows, cols) in [(0..hm, 0..n), (hm..m, 0..n), (0..m, 0..hn), (0..m, hn..n)] {
                     let mut part = Array2::zeros((rows.len(), cols.len()));
@@ -805,6 +879,7 @@ mod tests {
                         cols.clone(),
                         &mut part,
                         (0, 0),
+                        &mut scratch,
                     );
                     let expected = whole.slice(ndarray::s![rows.clone(), cols.clone()]);
                     assert_eq!(part, expected, "{m}x{k}x{n} {a_t} {b_t} {rows:?} {cols:?}");

@@ -22,7 +22,7 @@
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, TryLockError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -119,12 +119,21 @@ enum Part {
     Cols(Range<usize>),
 }
 
-/// The helper's share of a product: `part` of `op(a) · op(b)`, written into `out`.
+/// The helper's share of a product: `part` of `op(a) · op(b)`, written into `bufs.out`.
 struct Job<A> {
     a: Operand<A>,
     part: Part,
     b: Operand<A>,
+    bufs: Buffers<A>,
+}
+
+/// What the helper writes to in a product, lent to it by the caller, sized by the caller (so that
+/// whatever the helper gets to compute, it allocates nothing), and handed back with the result.
+struct Buffers<A> {
+    /// The helper's part of the product.
     out: Array2<A>,
+    /// Room for the copies the kernels make (see `gemm::reserve_scratch`).
+    scratch: Vec<A>,
 }
 
 /// What the caller and the helper share, behind the mutex.
@@ -133,7 +142,7 @@ struct State<A> {
     /// caller itself if the helper has not started it by the time the caller's own half is done.
     job: Option<Job<A>>,
     /// The helper's finished half.
-    result: Option<Array2<A>>,
+    result: Option<Buffers<A>>,
     /// The helper sleeps on the condition variable and must be woken for a new job.
     parked: bool,
     /// The layer is gone: the helper exits.
@@ -147,6 +156,9 @@ struct Shared<A> {
     pending: AtomicBool,
     /// `state.result` is set (a hint, so that a polling caller need not take the lock).
     finished: AtomicBool,
+    /// The helper thread has started: whatever the standard library allocates when a thread
+    /// starts is done.
+    started: AtomicBool,
 }
 
 impl<A> Shared<A> {
@@ -163,6 +175,8 @@ pub(crate) struct Helper<A> {
     /// The helper's output buffers between products, one per shape (a training step has a few
     /// products of different shapes), kept so that a steady run reuses them.
     spares: Vec<Array2<A>>,
+    /// The helper's scratch buffer between products.
+    scratch: Vec<A>,
     /// Products still to run on the caller alone after the helper missed one (see `product`).
     cooldown: u32,
     thread: Option<JoinHandle<()>>,
@@ -181,6 +195,7 @@ fn product_part<A: NdFloat>(
     b: &Operand<A>,
     out: &mut Array2<A>,
     at: (usize, usize),
+    scratch: &mut Vec<A>,
 ) {
     let m = if a.transposed {
         a.array.ncols()
@@ -205,12 +220,13 @@ fn product_part<A: NdFloat>(
         cols,
         out,
         at,
+        scratch,
     );
 }
 
 /// `c = op(a) · op(b)` on the calling thread.
-fn whole<A: NdFloat>(a: &Operand<A>, b: &Operand<A>, c: &mut Array2<A>) {
-    product_part(a, &Part::Rows(0..c.nrows()), b, c, (0, 0));
+fn whole<A: NdFloat>(a: &Operand<A>, b: &Operand<A>, c: &mut Array2<A>, scratch: &mut Vec<A>) {
+    product_part(a, &Part::Rows(0..c.nrows()), b, c, (0, 0), scratch);
 }
 
 impl Part {
@@ -242,12 +258,12 @@ fn helper_loop<A: NdFloat>(shared: &Shared<A>) {
             a,
             part,
             b,
-            mut out,
+            mut bufs,
         } = job;
-        product_part(&a, &part, &b, &mut out, (0, 0));
+        product_part(&a, &part, &b, &mut bufs.out, (0, 0), &mut bufs.scratch);
         // Release the operands before reporting, so that the caller can take them back.
         drop((a, b));
-        shared.lock().result = Some(out);
+        shared.lock().result = Some(bufs);
         shared.finished.store(true, Ordering::Release);
     }
 }
@@ -305,15 +321,26 @@ impl<A: NdFloat> Helper<A> {
             wake: Condvar::new(),
             pending: AtomicBool::new(false),
             finished: AtomicBool::new(false),
+            started: AtomicBool::new(false),
         });
         let theirs = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("bp-core-matmul".into())
-            .spawn(move || helper_loop(&theirs))
+            .spawn(move || {
+                theirs.started.store(true, Ordering::Release);
+                helper_loop(&theirs);
+            })
             .ok()?;
+        // Wait for the thread to start, so that its start-up allocations fall in the product
+        // that spawned it and not in a later step (on a busy machine a new thread may not run for
+        // many milliseconds).
+        while !shared.started.load(Ordering::Acquire) {
+            std::thread::yield_now();
+        }
         Some(Helper {
             shared,
             spares: Vec::with_capacity(MAX_SPARES),
+            scratch: Vec::new(),
             cooldown: 0,
             thread: Some(thread),
         })
@@ -334,12 +361,12 @@ impl<A: NdFloat> Helper<A> {
         }
     }
 
-    /// `c = op(a) · op(b)`, shared with the helper thread.
+    /// `c = op(a) · op(b)`, shared with the helper thread; the caller's part uses `scratch`.
     ///
     /// # Panics
     ///
     /// If the shapes do not fit, or the helper thread died in a product.
-    fn product(&mut self, a: Operand<A>, b: Operand<A>, c: &mut Array2<A>) {
+    fn product(&mut self, a: Operand<A>, b: Operand<A>, c: &mut Array2<A>, scratch: &mut Vec<A>) {
         let (m, n) = c.dim();
         // Cut at a multiple of 16 (the widest kernel's tile) at or below the middle: the caller
         // also copies the helper's part, so it takes the smaller share.
@@ -351,22 +378,28 @@ impl<A: NdFloat> Helper<A> {
             let split = cut(m);
             (Part::Rows(0..split), Part::Rows(split..m), (m - split, n))
         };
-        let buf = match self.spares.iter().position(|b| b.dim() == dim) {
+        // The helper's buffers are sized here, on the caller's thread, from every shape's first
+        // product on (even one the caller then computes alone), so that the helper never
+        // allocates, whichever products it gets to.
+        let out = match self.spares.iter().position(|b| b.dim() == dim) {
             Some(i) => self.spares.swap_remove(i),
             None => Array2::zeros(dim),
         };
+        gemm::reserve_scratch(&mut self.scratch, a.transposed, &b.array, b.transposed);
         if self.cooldown > 0 {
             self.cooldown -= 1;
             if self.cooldown == 0 {
                 // Wake the helper now, so that it is polling when the next product comes.
                 self.wake();
             }
-            // The buffer is kept all the same, so that every shape's buffer exists from its
-            // first product on and later splits allocate nothing.
-            self.keep(buf);
-            whole(&a, &b, c);
+            self.keep(out);
+            whole(&a, &b, c, scratch);
             return;
         }
+        let bufs = Buffers {
+            out,
+            scratch: std::mem::take(&mut self.scratch),
+        };
         let (a_mine, b_mine) = (
             Operand::new(&a.array, a.transposed),
             Operand::new(&b.array, b.transposed),
@@ -377,7 +410,7 @@ impl<A: NdFloat> Helper<A> {
                 a,
                 part: theirs.clone(),
                 b,
-                out: buf,
+                bufs,
             });
             state.parked
         };
@@ -385,16 +418,16 @@ impl<A: NdFloat> Helper<A> {
         if parked {
             self.shared.wake.notify_one();
         }
-        product_part(&a_mine, &mine, &b_mine, c, mine.at());
+        product_part(&a_mine, &mine, &b_mine, c, mine.at(), scratch);
         drop((a_mine, b_mine));
         let unstarted = self.shared.lock().job.take();
-        match unstarted {
+        let bufs = match unstarted {
             // The helper did not get to it (it was asleep, or had no CPU): do it here.
-            Some(Job { a, part, b, out }) => {
+            Some(Job { a, part, b, bufs }) => {
                 self.shared.pending.store(false, Ordering::Relaxed);
-                product_part(&a, &part, &b, c, part.at());
-                self.keep(out);
+                product_part(&a, &part, &b, c, part.at(), scratch);
                 self.cooldown = COOLDOWN;
+                bufs
             }
             None => {
                 let start = Instant::now();
@@ -411,16 +444,18 @@ impl<A: NdFloat> Helper<A> {
                     );
                 }
                 self.shared.finished.store(false, Ordering::Relaxed);
-                let out = self
+                let bufs = self
                     .shared
                     .lock()
                     .result
                     .take()
                     .expect("the helper reports a finished half with its result");
-                theirs.of(c).assign(&out);
-                self.keep(out);
+                theirs.of(c).assign(&bufs.out);
+                bufs
             }
-        }
+        };
+        self.keep(bufs.out);
+        self.scratch = bufs.scratch;
     }
 }
 
@@ -438,27 +473,36 @@ impl<A> Drop for Helper<A> {
     }
 }
 
-/// A lazily started helper thread, as a layer keeps it. Cloning gives an empty slot: each layer
-/// has its own helper.
+/// A lazily started helper thread and the calling thread's scratch buffer, as a layer keeps them.
+/// Cloning gives an empty slot: each layer has its own helper.
 #[derive(Debug)]
 pub(crate) struct HelperSlot<A> {
-    helper: Mutex<Option<Helper<A>>>,
+    slot: Mutex<Slot<A>>,
+}
+
+#[derive(Debug)]
+struct Slot<A> {
+    helper: Option<Helper<A>>,
+    /// The scratch buffer of the layer's products on the calling thread (see
+    /// `gemm::reserve_scratch`).
+    scratch: Vec<A>,
 }
 
 impl<A> HelperSlot<A> {
     /// A slot whose helper starts on first use.
     pub(crate) fn new() -> Self {
         HelperSlot {
-            helper: Mutex::new(None),
+            slot: Mutex::new(Slot {
+                helper: None,
+                scratch: Vec::new(),
+            }),
         }
     }
 }
 
 impl<A> Clone for HelperSlot<A> {
     fn clone(&self) -> Self {
-        HelperSlot {
-            helper: Mutex::new(None),
-        }
+        HelperSlot::new()
     }
 }
 
@@ -478,21 +522,28 @@ impl<A: NdFloat> HelperSlot<A> {
     ///
     /// If the shapes do not fit.
     pub(crate) fn product(&self, a: Operand<A>, b: Operand<A>, c: &mut Array2<A>) {
+        let mut guard = match self.slot.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            // Another thread is in one of this layer's products (concurrent `predict`s): compute
+            // alone, with a scratch buffer of its own.
+            Err(TryLockError::WouldBlock) => return whole(&a, &b, c, &mut Vec::new()),
+        };
+        let Slot { helper, scratch } = &mut *guard;
+        // Sized for every product, so that the caller's buffer has room for whichever part it
+        // computes (its own, the helper's, or the whole).
+        gemm::reserve_scratch(scratch, a.transposed, &b.array, b.transposed);
         let (m, k) = a.view().dim();
         let n = b.view().ncols();
         if worth_splitting(m, k, n) {
-            // Another thread using this layer's helper (concurrent `predict`s): compute alone.
-            if let Ok(mut guard) = self.helper.try_lock() {
-                if guard.is_none() {
-                    *guard = Helper::spawn();
-                }
-                if let Some(helper) = guard.as_mut() {
-                    helper.product(a, b, c);
-                    return;
-                }
+            if helper.is_none() {
+                *helper = Helper::spawn();
+            }
+            if let Some(helper) = helper.as_mut() {
+                return helper.product(a, b, c, scratch);
             }
         }
-        whole(&a, &b, c);
+        whole(&a, &b, c, scratch);
     }
 }
 
@@ -523,14 +574,22 @@ mod tests {
             let a = Arc::new(randn::<A, _, _>(a_dim, 1.0, &mut rng));
             let b = Arc::new(randn::<A, _, _>(b_dim, 1.0, &mut rng));
             let mut expected = Array2::zeros((m, n));
+            let mut scratch = Vec::new();
             whole(
                 &Operand::new(&a, a_t),
                 &Operand::new(&b, b_t),
                 &mut expected,
+                &mut scratch,
             );
             for _ in 0..5 {
                 let mut c = Array2::from_elem((m, n), A::nan());
-                helper.product(Operand::new(&a, a_t), Operand::new(&b, b_t), &mut c);
+                gemm::reserve_scratch(&mut scratch, a_t, &b, b_t);
+                helper.product(
+                    Operand::new(&a, a_t),
+                    Operand::new(&b, b_t),
+                    &mut c,
+                    &mut scratch,
+                );
                 assert_eq!(c, expected, "{m}x{k}x{n}");
                 // The helper let go of both operands.
                 assert_eq!(Arc::strong_count(&a), 1);
@@ -565,7 +624,7 @@ mod tests {
         slot.product(Operand::new(&a, false), Operand::new(&b, false), &mut c);
         assert!(c.iter().all(|&v| v == 64.0));
         let copy = slot.clone();
-        assert!(copy.helper.lock().unwrap().is_none());
+        assert!(copy.slot.lock().unwrap().helper.is_none());
         drop(slot);
         drop(copy);
     }
