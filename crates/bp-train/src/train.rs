@@ -465,8 +465,8 @@ where
                 Some(b) if b.dim() == (batch_size, features) => b,
                 _ => Array2::zeros((batch_size, features)),
             };
-            for ((mut row, &i), label) in x.rows_mut().into_iter().zip(&indices).zip(&mut labels) {
-                row.assign(&train.x.row(i));
+            gather(train.x, &indices, &mut x);
+            for (label, &i) in labels.iter_mut().zip(&indices) {
                 *label = train.t[i];
             }
             let (loss, storage) = net.gradient_reusing(x.into_dyn(), Targets::Index(&labels));
@@ -528,9 +528,70 @@ where
     })
 }
 
+/// Rows gathered together: [`gather`] copies a slice of each of these many rows before the next
+/// slice, so that that many rows' memory loads are in flight at once.
+const GATHER_ROWS: usize = 8;
+
+/// The bytes of a row [`gather`] copies at a time: two cache lines.
+const GATHER_BYTES: usize = 128;
+
+/// Copies row `indices[r]` of `x` into row `r` of `out`.
+///
+/// The rows of a batch are scattered over a data set far larger than the caches, so the copy waits
+/// on memory. Copying slices of a few rows in turn keeps several rows' loads in flight: at the
+/// book's shapes this gathers a batch about 1.4x as fast as a row at a time (see the Performance
+/// section of README.md).
+fn gather<A: Copy>(x: ArrayView2<'_, A>, indices: &[usize], out: &mut Array2<A>) {
+    let cols = x.ncols();
+    debug_assert_eq!(out.dim(), (indices.len(), cols));
+    let (Some(src), Some(dst)) = (x.as_slice(), out.as_slice_mut()) else {
+        for (mut row, &i) in out.rows_mut().into_iter().zip(indices) {
+            row.assign(&x.row(i));
+        }
+        return;
+    };
+    if cols == 0 {
+        return;
+    }
+    let width = (GATHER_BYTES / size_of::<A>()).max(1);
+    for (rows, dst) in indices
+        .chunks(GATHER_ROWS)
+        .zip(dst.chunks_mut(GATHER_ROWS * cols))
+    {
+        for start in (0..cols).step_by(width) {
+            let end = (start + width).min(cols);
+            for (&i, dst) in rows.iter().zip(dst.chunks_exact_mut(cols)) {
+                dst[start..end].copy_from_slice(&src[i * cols + start..i * cols + end]);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every row lands where it belongs, for contiguous and strided inputs, rows that do not fill
+    /// a slice or a group, repeated rows and an empty row.
+    #[test]
+    fn gather_copies_the_chosen_rows() {
+        let x = Array2::from_shape_fn((23, 77), |(i, j)| (i * 1000 + j) as f32);
+        let strided = x.slice(ndarray::s![.., ..;2]);
+        let empty = Array2::<f32>::zeros((5, 0));
+        for view in [x.view(), strided, x.slice(ndarray::s![3.., ..])] {
+            for batch in [1, 7, 8, 9, 20] {
+                let indices: Vec<usize> = (0..batch).map(|r| (r * 7 + 3) % view.nrows()).collect();
+                let mut out = Array2::from_elem((batch, view.ncols()), -1.0);
+                gather(view, &indices, &mut out);
+                for (r, &i) in indices.iter().enumerate() {
+                    assert_eq!(out.row(r), view.row(i), "batch {batch}, row {r}");
+                }
+            }
+        }
+        let mut out = Array2::<f32>::zeros((2, 0));
+        gather(empty.view(), &[4, 0], &mut out);
+        assert_eq!(out.dim(), (2, 0));
+    }
 
     #[test]
     fn book_sampling_draws_with_replacement_in_range() {
