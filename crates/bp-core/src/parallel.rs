@@ -43,10 +43,10 @@ const HELPER_SPIN: Duration = Duration::from_micros(200);
 /// Output buffers of different shapes a helper keeps.
 const MAX_SPARES: usize = 4;
 
-/// After the helper misses a product (it had not started it when the caller was done with its own
-/// part), this many products run on the caller alone, so that on a machine busy with other work
-/// the helper goes back to sleep instead of competing for a CPU with the caller.
-const COOLDOWN: u32 = 64;
+/// The products that run on the caller alone after the helper misses one (see [`Cooldown`]): at
+/// first, and at most.
+const MIN_COOLDOWN: u32 = 2;
+const MAX_COOLDOWN: u32 = 64;
 
 /// How long the caller polls for the helper's half before it yields its time slice between polls.
 const CALLER_SPIN: Duration = Duration::from_micros(100);
@@ -177,9 +177,52 @@ pub(crate) struct Helper<A> {
     spares: Vec<Array2<A>>,
     /// The helper's scratch buffer between products.
     scratch: Vec<A>,
-    /// Products still to run on the caller alone after the helper missed one (see `product`).
-    cooldown: u32,
+    cooldown: Cooldown,
     thread: Option<JoinHandle<()>>,
+}
+
+/// After the helper misses a product (it had not started it when the caller was done with its own
+/// part), the next products run on the caller alone, so that on a machine busy with other work the
+/// helper goes back to sleep instead of competing with the caller for a CPU: [`MIN_COOLDOWN`]
+/// products after a miss, twice as many after each further miss before the helper shares a
+/// product again, up to [`MAX_COOLDOWN`]. A lone miss (the helper was woken from sleep, or lost its
+/// CPU for a moment) costs one step's split products, not a long stretch of single-threaded steps.
+#[derive(Debug)]
+struct Cooldown {
+    /// Products still to run on the caller alone.
+    left: u32,
+    /// The cooldown after the next miss.
+    next: u32,
+}
+
+impl Cooldown {
+    fn new() -> Self {
+        Cooldown {
+            left: 0,
+            next: MIN_COOLDOWN,
+        }
+    }
+
+    /// Whether the next product runs on the caller alone; `Some(true)` if it is the last of the
+    /// cooldown (time to wake the helper).
+    fn alone(&mut self) -> Option<bool> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        Some(self.left == 0)
+    }
+
+    /// The helper missed a product.
+    fn missed(&mut self) {
+        self.left = self.next;
+        self.next = (2 * self.next).min(MAX_COOLDOWN);
+    }
+
+    /// The helper shared a product.
+    fn shared(&mut self) {
+        self.next = MIN_COOLDOWN;
+    }
 }
 
 impl<A> std::fmt::Debug for Helper<A> {
@@ -341,7 +384,7 @@ impl<A: NdFloat> Helper<A> {
             shared,
             spares: Vec::with_capacity(MAX_SPARES),
             scratch: Vec::new(),
-            cooldown: 0,
+            cooldown: Cooldown::new(),
             thread: Some(thread),
         })
     }
@@ -386,9 +429,8 @@ impl<A: NdFloat> Helper<A> {
             None => Array2::zeros(dim),
         };
         gemm::reserve_scratch(&mut self.scratch, a.transposed, &b.array, b.transposed);
-        if self.cooldown > 0 {
-            self.cooldown -= 1;
-            if self.cooldown == 0 {
+        if let Some(last) = self.cooldown.alone() {
+            if last {
                 // Wake the helper now, so that it is polling when the next product comes.
                 self.wake();
             }
@@ -426,7 +468,7 @@ impl<A: NdFloat> Helper<A> {
             Some(Job { a, part, b, bufs }) => {
                 self.shared.pending.store(false, Ordering::Relaxed);
                 product_part(&a, &part, &b, c, part.at(), scratch);
-                self.cooldown = COOLDOWN;
+                self.cooldown.missed();
                 bufs
             }
             None => {
@@ -451,6 +493,7 @@ impl<A: NdFloat> Helper<A> {
                     .take()
                     .expect("the helper reports a finished half with its result");
                 theirs.of(c).assign(&bufs.out);
+                self.cooldown.shared();
                 bufs
             }
         };
@@ -606,6 +649,31 @@ mod tests {
     #[test]
     fn split_products_equal_unsplit_ones_f64() {
         split_equals_unsplit::<f64>();
+    }
+
+    /// A miss sends 2 products to the caller alone; misses in a row double that up to 64; a
+    /// shared product starts again from 2.
+    #[test]
+    fn cooldowns_double_while_the_helper_keeps_missing() {
+        let mut cooldown = Cooldown::new();
+        assert_eq!(cooldown.alone(), None);
+        let mut lengths = Vec::new();
+        for _ in 0..7 {
+            cooldown.missed();
+            let mut alone = 0;
+            while let Some(last) = cooldown.alone() {
+                alone += 1;
+                assert_eq!(last, cooldown.left == 0);
+            }
+            lengths.push(alone);
+        }
+        assert_eq!(lengths, [2, 4, 8, 16, 32, 64, 64]);
+        cooldown.shared();
+        cooldown.missed();
+        assert_eq!(
+            (cooldown.alone(), cooldown.alone(), cooldown.alone()),
+            (Some(false), Some(true), None)
+        );
     }
 
     #[test]
