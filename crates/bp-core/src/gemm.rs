@@ -22,6 +22,11 @@
 //! handing a product to another thread knows that thread will not allocate.
 //!
 //! The kernels use AVX2 and FMA intrinsics, on x86-64 CPUs that have them (checked at run time).
+//! On CPUs that also have AVX-512 (F and VL), the same 256-bit kernels are compiled a second time
+//! for it: its encoding reaches 32 vector registers instead of 16, so a broadcast tile grows from 4
+//! rows to 14 (28 accumulators) and each row of `B` loaded serves 14 rows of `A`. Both compute each
+//! element with the same operations in the same order: every CPU with AVX2 and FMA gets the same
+//! bits.
 //! The library crates' only `unsafe` code is here: the calls into the kernels once the CPU has been
 //! checked, and the vector stores into bounds-checked slices. Elsewhere, for products larger than
 //! [`MAX_KERNEL_FMAS`], and for operands that are not `f32` or `f64` in standard layout, products
@@ -72,9 +77,78 @@ pub(crate) fn reserve_scratch<A>(scratch: &mut Vec<A>, a_t: bool, b: &Array2<A>,
 /// If the inner dimensions differ, or the block reaches outside the product or outside `out`.
 #[track_caller]
 #[allow(clippy::too_many_arguments)]
+pub(crate) fn product<A: NdFloat>(
+    a: &Array2<A>,
+    a_t: bool,
+    b: &Array2<A>,
+    b_t: bool,
+    rows: Range<usize>,
+    cols: Range<usize>,
+    out: &mut Array2<A>,
+    at: (usize, usize),
+    scratch: &mut Vec<A>,
+) {
+    let kernels = Kernels::detect();
+    product_with(kernels, a, a_t, b, b_t, rows, cols, out, at, scratch);
+}
+
+/// Which code computes the products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kernels {
+    /// `ndarray`'s `general_mat_mul`.
+    Fallback,
+    /// bp-core's kernels for AVX2 and FMA, tiles of 4 rows.
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    /// The same kernels compiled for AVX-512 (F and VL), tiles of 14 rows.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+impl Kernels {
+    /// The fastest this CPU runs (checked once; the standard library caches the answer).
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if x86::avx512() {
+            return Kernels::Avx512;
+        } else if x86::avx2() {
+            return Kernels::Avx2;
+        }
+        Kernels::Fallback
+    }
+
+    /// Every kind this CPU runs.
+    #[cfg(test)]
+    fn all_here() -> Vec<Self> {
+        let all = [
+            Kernels::Fallback,
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx2,
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx512,
+        ];
+        all.into_iter().filter(|k| k.runs_here()).collect()
+    }
+
+    /// Whether this CPU runs them.
+    fn runs_here(self) -> bool {
+        match self {
+            Kernels::Fallback => true,
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx2 => x86::avx2(),
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx512 => x86::avx512(),
+        }
+    }
+}
+
+/// [`product`] by the given kernels.
+#[track_caller]
+#[allow(clippy::too_many_arguments)]
 // A `Vec`, not a slice: the kernels size the scratch to each product.
 #[allow(clippy::ptr_arg)]
-pub(crate) fn product<A: NdFloat>(
+fn product_with<A: NdFloat>(
+    kernels: Kernels,
     a: &Array2<A>,
     a_t: bool,
     b: &Array2<A>,
@@ -119,8 +193,11 @@ pub(crate) fn product<A: NdFloat>(
             .fill(A::zero());
         return;
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = kernels;
     #[cfg(target_arch = "x86_64")]
-    if x86::available()
+    if kernels != Kernels::Fallback
+        && kernels.runs_here()
         && av
             .nrows()
             .saturating_mul(av.ncols())
@@ -129,23 +206,27 @@ pub(crate) fn product<A: NdFloat>(
     {
         let ldo = out.ncols();
         macro_rules! kernels_for {
-            ($t:ident) => {
+            ($t:ident, $avx2:ident, $avx512:ident) => {
                 if let (Some(block), Some(out), Some(scratch)) = (
                     Block::<$t>::new(a, a_t, b, b_t, &rows, &cols, at, ldo),
                     as_slice_mut::<A, $t>(out),
                     (scratch as &mut dyn Any).downcast_mut::<Vec<$t>>(),
                 ) {
                     #[allow(unsafe_code)]
-                    // SAFETY: `x86::available` checked that the CPU has AVX2 and FMA.
+                    // SAFETY: `runs_here` checked that the CPU has the kernels' features.
                     unsafe {
-                        x86::$t::product(&block, out, scratch);
+                        if kernels == Kernels::Avx512 {
+                            x86::$avx512::product(&block, out, scratch);
+                        } else {
+                            x86::$avx2::product(&block, out, scratch);
+                        }
                     }
                     return;
                 }
             };
         }
-        kernels_for!(f32);
-        kernels_for!(f64);
+        kernels_for!(f32, avx2_f32, avx512_f32);
+        kernels_for!(f64, avx2_f64, avx512_f64);
     }
     fallback(av, bv, rows, cols, out, at);
 }
@@ -238,9 +319,10 @@ impl<'a, T: 'static> Block<'a, T> {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    //! The kernels, once for `f32` (vectors of 8) and once for `f64` (vectors of 4), from one
-    //! macro. Every function is compiled for AVX2 and FMA and only calls functions compiled for the
-    //! same, so that intrinsics need no `unsafe`; loads and stores go through checked slices.
+    //! The kernels, for `f32` (vectors of 8) and `f64` (vectors of 4), each compiled for AVX2 and
+    //! FMA and again for AVX-512, from one macro. Every function is compiled for its features and
+    //! only calls functions compiled for the same or fewer, so that intrinsics need no `unsafe`;
+    //! loads and stores go through checked slices.
 
     use std::arch::x86_64::{
         __m128, __m128d, __m256, __m256d, _mm_cvtsd_f64, _mm_cvtss_f32, _mm_shuffle_ps,
@@ -250,8 +332,15 @@ mod x86 {
     };
 
     /// Whether the CPU has AVX2 and FMA (the answer is cached by the standard library).
-    pub(super) fn available() -> bool {
+    pub(super) fn avx2() -> bool {
         std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+
+    /// Whether the CPU also has AVX-512 F and VL (32 vector registers for 256-bit vectors).
+    pub(super) fn avx512() -> bool {
+        avx2()
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vl")
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -333,7 +422,8 @@ mod x86 {
 
     macro_rules! kernels {
         ($name:ident, $t:ty, $v:ty, $lanes:literal,
-         $zero:ident, $splat:ident, $fmadd:ident, $load:ident, $store:ident, $to_lanes:ident) => {
+         $zero:ident, $splat:ident, $fmadd:ident, $load:ident, $store:ident, $to_lanes:ident,
+         $features:literal, $rows:literal, [$($left:literal)*]) => {
             pub(super) mod $name {
                 use super::super::{Block, MAX_PANEL, MAX_SHORT_DOT};
                 use super::{$fmadd, $load, $splat, $store, $to_lanes, $zero};
@@ -342,8 +432,9 @@ mod x86 {
                 const L: usize = $lanes;
                 /// Columns of a broadcast panel: two vectors.
                 const W: usize = 2 * L;
-                /// Rows of a broadcast tile: `R x 2` vectors, 12 accumulators.
-                const R: usize = 4;
+                /// Rows of a broadcast tile, `R x 2` vector accumulators: as many as the
+                /// registers hold beside a row of `B` and a broadcast element.
+                const R: usize = $rows;
                 /// Rows of `A` and of `Bᵀ` in a dot tile: 8 accumulators.
                 const RI: usize = 4;
                 const RJ: usize = 2;
@@ -355,7 +446,7 @@ mod x86 {
                 const _: () = assert!(W <= MAX_PANEL && MIN_DOT_K <= MAX_SHORT_DOT);
 
                 /// Computes `block` into `out`, with the copies it makes in `scratch`.
-                #[target_feature(enable = "avx2,fma")]
+                #[target_feature(enable = $features)]
                 pub(crate) fn product(block: &Block<'_, $t>, out: &mut [$t], scratch: &mut Vec<$t>) {
                     let k = block.k;
                     let n = if block.b_t { block.b.len() / block.ldb } else { block.ldb };
@@ -378,7 +469,7 @@ mod x86 {
 
                 /// `A · Bᵀ` as `A · B`, with all of `B` copied out of `Bᵀ` into `scratch` (so
                 /// that the columns fall into the same panels whatever the block).
-                #[target_feature(enable = "avx2,fma")]
+                #[target_feature(enable = $features)]
                 fn via_transposed(block: &Block<'_, $t>, out: &mut [$t], scratch: &mut [$t]) {
                     let (k, n) = (block.k, block.b.len() / block.ldb);
                     let (b, tail) = scratch.split_at_mut(k * n);
@@ -395,7 +486,7 @@ mod x86 {
                 /// column, each swept by tiles of `R` rows. The columns after the last whole panel
                 /// (the tail) take [`nn_tail`], which copies them into `tail`, or [`at_tail`].
                 /// `AT`: `A` is transposed.
-                #[target_feature(enable = "avx2,fma")]
+                #[target_feature(enable = $features)]
                 fn broadcast<const AT: bool>(
                     block: &Block<'_, $t>,
                     out: &mut [$t],
@@ -407,7 +498,7 @@ mod x86 {
                     while j < end.min(whole) {
                         let panel = j / W * W;
                         let (lo, hi) = (j - panel, (panel + W).min(end) - panel);
-                        sweep!(block, panel, lo, hi, out, AT; 1 2 3);
+                        sweep!(block, panel, lo, hi, out, AT; $($left)*);
                         j = panel + W;
                     }
                     if end > whole {
@@ -422,7 +513,7 @@ mod x86 {
 
                 /// One tile of `RT` rows by `W` columns at rows `i..`, columns `j..`, of whose
                 /// columns `lo..hi` are stored.
-                #[target_feature(enable = "avx2,fma")]
+                #[target_feature(enable = $features)]
                 fn tile<const RT: usize, const AT: bool>(
                     block: &Block<'_, $t>,
                     i: usize,
@@ -470,7 +561,7 @@ mod x86 {
                 }
 
                 /// One step of the shared dimension: `acc[r] += x[r] * y`.
-                #[target_feature(enable = "avx2,fma")]
+                #[target_feature(enable = $features)]
                 #[inline]
                 fn step<const RT: usize>(acc: &mut [[$v; 2]; RT], x: [&$t; RT], y: &[$t]) {
                     let y = [
@@ -488,7 +579,7 @@ mod x86 {
                 /// Rows `i .. i + N` of a matrix stored with rows `ld` apart, `k` elements each.
                 /// (A loop, not `std::array::from_fn`, so that the compiler sees every length is
                 /// `k` and drops the bounds checks of the kernels' loops over `p < k`.)
-                #[target_feature(enable = "avx2,fma")]
+                #[target_feature(enable = $features)]
                 #[inline]
                 fn rows<const N: usize>(m: &[$t], i: usize, ld: usize, k: usize) -> [&[$t]; N] {
                     let mut rows = [&m[..0]; N];
@@ -500,7 +591,7 @@ mod x86 {
 
                 /// The tail of `A · B`, columns `first..end`: the columns copied as rows into
                 /// `tail`, then dot products with the rows of `A`.
-                #[target_feature(enable = "avx2,fma")]
+                #[target_feature(enable = $features)]
                 fn nn_tail(
                     block: &Block<'_, $t>,
                     first: usize,
@@ -529,7 +620,7 @@ mod x86 {
                 /// The tail of `Aᵀ · B`, columns `first..end`, as `(Bᵀ · A)ᵀ`: one or two columns
                 /// at a time, each step an element of `B` broadcast and multiplied into a row of
                 /// the stored `A` (the same multiply-adds, in the same order, as a tile's).
-                #[target_feature(enable = "avx2,fma")]
+                #[target_feature(enable = $features)]
                 fn at_tail(block: &Block<'_, $t>, first: usize, end: usize, out: &mut [$t]) {
                     let mut j = first;
                     while j < end {
@@ -553,7 +644,7 @@ mod x86 {
 
                 /// `NV` vectors of rows `i..` of `TJ` columns `j..` of `Aᵀ · B`; returns the rows
                 /// done.
-                #[target_feature(enable = "avx2,fma")]
+                #[target_feature(enable = $features)]
                 fn column_tile<const TJ: usize, const NV: usize>(
                     block: &Block<'_, $t>,
                     i: usize,
@@ -590,7 +681,7 @@ mod x86 {
 
                 /// The rows `i..` left (fewer than a vector) of `TJ` columns `j..` of `Aᵀ · B`,
                 /// one element at a time; returns the rows done.
-                #[target_feature(enable = "avx2,fma")]
+                #[target_feature(enable = $features)]
                 fn column_scalar<const TJ: usize>(
                     block: &Block<'_, $t>,
                     i: usize,
@@ -613,7 +704,7 @@ mod x86 {
 
                 /// Tiles of `RI` rows of `A` by `RJ` rows of `Bᵀ`, then the edges one row or
                 /// column at a time.
-                #[target_feature(enable = "avx2,fma")]
+                #[target_feature(enable = $features)]
                 fn dot(block: &Block<'_, $t>, out: &mut [$t]) {
                     let (rows, cols) = (block.rows.clone(), block.cols.clone());
                     let mut j = cols.start;
@@ -637,7 +728,7 @@ mod x86 {
                 /// One `TI x TJ` tile of dot products at rows `i..`, columns `j..`: partial sums
                 /// in vectors over the shared dimension, then across the lanes in a fixed order
                 /// (halves added pairwise), then the elements left over.
-                #[target_feature(enable = "avx2,fma")]
+                #[target_feature(enable = $features)]
                 fn dot_tile<const TI: usize, const TJ: usize>(
                     block: &Block<'_, $t>,
                     i: usize,
@@ -686,7 +777,7 @@ mod x86 {
     }
 
     kernels!(
-        f32,
+        avx2_f32,
         f32,
         std::arch::x86_64::__m256,
         8,
@@ -695,10 +786,13 @@ mod x86 {
         _mm256_fmadd_ps,
         load_f32,
         store_f32,
-        lanes_f32
+        lanes_f32,
+        "avx2,fma",
+        4,
+        [1 2 3]
     );
     kernels!(
-        f64,
+        avx2_f64,
         f64,
         std::arch::x86_64::__m256d,
         4,
@@ -707,7 +801,40 @@ mod x86 {
         _mm256_fmadd_pd,
         load_f64,
         store_f64,
-        lanes_f64
+        lanes_f64,
+        "avx2,fma",
+        4,
+        [1 2 3]
+    );
+    kernels!(
+        avx512_f32,
+        f32,
+        std::arch::x86_64::__m256,
+        8,
+        _mm256_setzero_ps,
+        _mm256_broadcast_ss,
+        _mm256_fmadd_ps,
+        load_f32,
+        store_f32,
+        lanes_f32,
+        "avx2,fma,avx512f,avx512vl",
+        14,
+        [1 2 3 4 5 6 7 8 9 10 11 12 13]
+    );
+    kernels!(
+        avx512_f64,
+        f64,
+        std::arch::x86_64::__m256d,
+        4,
+        _mm256_setzero_pd,
+        _mm256_broadcast_sd,
+        _mm256_fmadd_pd,
+        load_f64,
+        store_f64,
+        lanes_f64,
+        "avx2,fma,avx512f,avx512vl",
+        14,
+        [1 2 3 4 5 6 7 8 9 10 11 12 13]
     );
 }
 
@@ -749,28 +876,43 @@ mod tests {
             let at = (rng.random_range(0..3), rng.random_range(0..3));
             let shape = (at.0 + r1 - r0 + 1, at.1 + c1 - c0 + 2);
             let sentinel = A::from(12345.0).unwrap();
-            let mut out = Array2::from_elem(shape, sentinel);
-            let mut scratch = Vec::new();
-            reserve_scratch(&mut scratch, a_t, &b, b_t);
-            let room = scratch.capacity();
-            product(&a, a_t, &b, b_t, r0..r1, c0..c1, &mut out, at, &mut scratch);
-            assert_eq!(scratch.capacity(), room, "case {case}: the scratch grew");
-            for ((i, j), &v) in out.indexed_iter() {
-                let inside =
-                    (at.0..at.0 + r1 - r0).contains(&i) && (at.1..at.1 + c1 - c0).contains(&j);
-                if !inside {
-                    assert_eq!(
-                        v, sentinel,
-                        "case {case}: ({i}, {j}) outside the block written"
-                    );
-                    continue;
-                }
-                let e = expected[[r0 + i - at.0, c0 + j - at.1]];
-                let v = v.to_f64().unwrap();
-                assert!(
-                    (v - e).abs() <= tolerance * (1.0 + e.abs()),
-                    "case {case}: {m}x{k}x{n} (a_t {a_t}, b_t {b_t}) at ({i}, {j}): {v} vs {e}"
+            for kernels in Kernels::all_here() {
+                let mut out = Array2::from_elem(shape, sentinel);
+                let mut scratch = Vec::new();
+                reserve_scratch(&mut scratch, a_t, &b, b_t);
+                let room = scratch.capacity();
+                let (rows, cols) = (r0..r1, c0..c1);
+                product_with(
+                    kernels,
+                    &a,
+                    a_t,
+                    &b,
+                    b_t,
+                    rows,
+                    cols,
+                    &mut out,
+                    at,
+                    &mut scratch,
                 );
+                assert_eq!(scratch.capacity(), room, "case {case}: the scratch grew");
+                let case = format!("case {case}, {kernels:?}");
+                for ((i, j), &v) in out.indexed_iter() {
+                    let inside =
+                        (at.0..at.0 + r1 - r0).contains(&i) && (at.1..at.1 + c1 - c0).contains(&j);
+                    if !inside {
+                        assert_eq!(
+                            v, sentinel,
+                            "case {case}: ({i}, {j}) outside the block written"
+                        );
+                        continue;
+                    }
+                    let e = expected[[r0 + i - at.0, c0 + j - at.1]];
+                    let v = v.to_f64().unwrap();
+                    assert!(
+                        (v - e).abs() <= tolerance * (1.0 + e.abs()),
+                        "case {case}: {m}x{k}x{n} (a_t {a_t}, b_t {b_t}) at ({i}, {j}): {v} vs {e}"
+                    );
+                }
             }
         }
     }
@@ -786,7 +928,7 @@ mod tests {
     }
 
     /// Hand-computed: [[1, 2], [3, 4]] · [[5, 6], [7, 8]] = [[19, 22], [43, 50]], with each operand
-    /// stored as is or transposed, in the kernels and in the fallback.
+    /// stored as is or transposed, by every kind of kernel.
     #[test]
     fn a_two_by_two_product() {
         let a = ndarray::array![[1.0, 2.0], [3.0, 4.0]];
@@ -799,24 +941,23 @@ mod tests {
             (&a, false, &bt, true),
             (&at, true, &bt, true),
         ] {
-            let mut out = Array2::zeros((2, 2));
-            product(
-                x,
-                x_t,
-                y,
-                y_t,
-                0..2,
-                0..2,
-                &mut out,
-                (0, 0),
-                &mut Vec::new(),
-            );
-            assert_eq!(out, expected);
-            let mut out = Array2::zeros((2, 2));
-            let xv = if x_t { x.t() } else { x.view() };
-            let yv = if y_t { y.t() } else { y.view() };
-            fallback(xv, yv, 0..2, 0..2, &mut out, (0, 0));
-            assert_eq!(out, expected);
+            for kernels in Kernels::all_here() {
+                let mut out = Array2::zeros((2, 2));
+                let scratch = &mut Vec::new();
+                product_with(
+                    kernels,
+                    x,
+                    x_t,
+                    y,
+                    y_t,
+                    0..2,
+                    0..2,
+                    &mut out,
+                    (0, 0),
+                    scratch,
+                );
+                assert_eq!(out, expected, "{kernels:?}");
+            }
         }
     }
 
@@ -846,7 +987,8 @@ mod tests {
     }
 
     /// A block computed alone equals the same block of the whole product, bit for bit, at the
-    /// shapes of a training step and at odd ones.
+    /// shapes of a training step and at odd ones; and bp-core's kernels give the same bits whatever
+    /// the CPU's features.
     #[test]
     fn blocks_equal_the_whole_product_bit_for_bit() {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(5);
@@ -867,6 +1009,26 @@ mod tests {
                     (0, 0),
                     &mut scratch,
                 );
+                for kernels in Kernels::all_here() {
+                    if kernels == Kernels::Fallback {
+                        continue;
+                    }
+                    let mut again = Array2::zeros((m, n));
+                    let (rows, cols) = (0..m, 0..n);
+                    product_with(
+                        kernels,
+                        &a,
+                        a_t,
+                        &b,
+                        b_t,
+                        rows,
+                        cols,
+                        &mut again,
+                        (0, 0),
+                        &mut scratch,
+                    );
+                    assert_eq!(again, whole, "{m}x{k}x{n} {a_t} {b_t} {kernels:?}");
+                }
                 let (hm, hn) = (m / 2, n / 2);
                 for (rows, cols) in [(0..hm, 0..n), (hm..m, 0..n), (0..m, 0..hn), (0..m, hn..n)] {
                     let mut part = Array2::zeros((rows.len(), cols.len()));
