@@ -67,34 +67,9 @@ pub(crate) fn reserve_scratch<A>(scratch: &mut Vec<A>, a_t: bool, b: &Array2<A>,
     scratch.reserve(len);
 }
 
-/// `out[at + (i - rows.start, j - cols.start)] = (op(a) · op(b))[i, j]` for `i` in `rows` and `j`
-/// in `cols`, where `op(m)` is `m`, or `mᵀ` if its flag is set. The rest of `out` is untouched.
-/// Parts of `b` may be copied into `scratch`, which grows only if [`reserve_scratch`] was not
-/// called for the product.
-///
-/// # Panics
-///
-/// If the inner dimensions differ, or the block reaches outside the product or outside `out`.
-#[track_caller]
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn product<A: NdFloat>(
-    a: &Array2<A>,
-    a_t: bool,
-    b: &Array2<A>,
-    b_t: bool,
-    rows: Range<usize>,
-    cols: Range<usize>,
-    out: &mut Array2<A>,
-    at: (usize, usize),
-    scratch: &mut Vec<A>,
-) {
-    let kernels = Kernels::detect();
-    product_with(kernels, a, a_t, b, b_t, rows, cols, out, at, scratch);
-}
-
 /// Which code computes the products.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kernels {
+pub(crate) enum Kernels {
     /// `ndarray`'s `general_mat_mul`.
     Fallback,
     /// bp-core's kernels for AVX2 and FMA, tiles of 4 rows.
@@ -107,7 +82,7 @@ enum Kernels {
 
 impl Kernels {
     /// The fastest this CPU runs (checked once; the standard library caches the answer).
-    fn detect() -> Self {
+    pub(crate) fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
         if x86::avx512() {
             return Kernels::Avx512;
@@ -142,12 +117,20 @@ impl Kernels {
     }
 }
 
-/// [`product`] by the given kernels.
+/// `out[at + (i - rows.start, j - cols.start)] = (op(a) · op(b))[i, j]` for `i` in `rows` and `j`
+/// in `cols`, where `op(m)` is `m`, or `mᵀ` if its flag is set, computed by `kernels` (those of
+/// [`Kernels::detect`], or the fallback if the CPU lacks them). The rest of `out` is untouched.
+/// Parts of `b` may be copied into `scratch`, which grows only if [`reserve_scratch`] was not
+/// called for the product.
+///
+/// # Panics
+///
+/// If the inner dimensions differ, or the block reaches outside the product or outside `out`.
 #[track_caller]
 #[allow(clippy::too_many_arguments)]
 // A `Vec`, not a slice: the kernels size the scratch to each product.
 #[allow(clippy::ptr_arg)]
-fn product_with<A: NdFloat>(
+pub(crate) fn product<A: NdFloat>(
     kernels: Kernels,
     a: &Array2<A>,
     a_t: bool,
@@ -776,62 +759,46 @@ mod x86 {
         };
     }
 
-    kernels!(
-        avx2_f32,
-        f32,
-        std::arch::x86_64::__m256,
-        8,
-        _mm256_setzero_ps,
-        _mm256_broadcast_ss,
-        _mm256_fmadd_ps,
-        load_f32,
-        store_f32,
-        lanes_f32,
-        "avx2,fma",
-        4,
-        [1 2 3]
-    );
-    kernels!(
-        avx2_f64,
-        f64,
-        std::arch::x86_64::__m256d,
-        4,
-        _mm256_setzero_pd,
-        _mm256_broadcast_sd,
-        _mm256_fmadd_pd,
-        load_f64,
-        store_f64,
-        lanes_f64,
-        "avx2,fma",
-        4,
-        [1 2 3]
-    );
-    kernels!(
+    /// The kernels of both element types for one set of CPU features and one tile height.
+    macro_rules! kernels_for_features {
+        ($f32:ident, $f64:ident, $features:literal, $rows:literal, [$($left:literal)*]) => {
+            kernels!(
+                $f32,
+                f32,
+                std::arch::x86_64::__m256,
+                8,
+                _mm256_setzero_ps,
+                _mm256_broadcast_ss,
+                _mm256_fmadd_ps,
+                load_f32,
+                store_f32,
+                lanes_f32,
+                $features,
+                $rows,
+                [$($left)*]
+            );
+            kernels!(
+                $f64,
+                f64,
+                std::arch::x86_64::__m256d,
+                4,
+                _mm256_setzero_pd,
+                _mm256_broadcast_sd,
+                _mm256_fmadd_pd,
+                load_f64,
+                store_f64,
+                lanes_f64,
+                $features,
+                $rows,
+                [$($left)*]
+            );
+        };
+    }
+
+    kernels_for_features!(avx2_f32, avx2_f64, "avx2,fma", 4, [1 2 3]);
+    kernels_for_features!(
         avx512_f32,
-        f32,
-        std::arch::x86_64::__m256,
-        8,
-        _mm256_setzero_ps,
-        _mm256_broadcast_ss,
-        _mm256_fmadd_ps,
-        load_f32,
-        store_f32,
-        lanes_f32,
-        "avx2,fma,avx512f,avx512vl",
-        14,
-        [1 2 3 4 5 6 7 8 9 10 11 12 13]
-    );
-    kernels!(
         avx512_f64,
-        f64,
-        std::arch::x86_64::__m256d,
-        4,
-        _mm256_setzero_pd,
-        _mm256_broadcast_sd,
-        _mm256_fmadd_pd,
-        load_f64,
-        store_f64,
-        lanes_f64,
         "avx2,fma,avx512f,avx512vl",
         14,
         [1 2 3 4 5 6 7 8 9 10 11 12 13]
@@ -882,7 +849,7 @@ mod tests {
                 reserve_scratch(&mut scratch, a_t, &b, b_t);
                 let room = scratch.capacity();
                 let (rows, cols) = (r0..r1, c0..c1);
-                product_with(
+                product(
                     kernels,
                     &a,
                     a_t,
@@ -944,7 +911,7 @@ mod tests {
             for kernels in Kernels::all_here() {
                 let mut out = Array2::zeros((2, 2));
                 let scratch = &mut Vec::new();
-                product_with(
+                product(
                     kernels,
                     x,
                     x_t,
@@ -969,6 +936,7 @@ mod tests {
             let b = Array2::<f32>::zeros(if b_t { (9, 0) } else { (0, 9) });
             let mut out = Array2::from_elem((4, 9), 7.0);
             product(
+                Kernels::detect(),
                 &a,
                 a_t,
                 &b,
@@ -999,6 +967,7 @@ mod tests {
                 let mut whole = Array2::zeros((m, n));
                 let mut scratch = Vec::new();
                 product(
+                    Kernels::detect(),
                     &a,
                     a_t,
                     &b,
@@ -1015,7 +984,7 @@ mod tests {
                     }
                     let mut again = Array2::zeros((m, n));
                     let (rows, cols) = (0..m, 0..n);
-                    product_with(
+                    product(
                         kernels,
                         &a,
                         a_t,
@@ -1033,6 +1002,7 @@ mod tests {
                 for (rows, cols) in [(0..hm, 0..n), (hm..m, 0..n), (0..m, 0..hn), (0..m, hn..n)] {
                     let mut part = Array2::zeros((rows.len(), cols.len()));
                     product(
+                        Kernels::detect(),
                         &a,
                         a_t,
                         &b,

@@ -255,6 +255,7 @@ fn product_part<A: NdFloat>(
         Part::Cols(cols) => (0..m, cols.clone()),
     };
     gemm::product(
+        gemm::Kernels::detect(),
         &a.array,
         a.transposed,
         &b.array,
