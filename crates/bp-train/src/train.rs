@@ -539,7 +539,7 @@ const GATHER_BYTES: usize = 128;
 ///
 /// The rows of a batch are scattered over a data set far larger than the caches, so the copy waits
 /// on memory. Copying slices of a few rows in turn keeps several rows' loads in flight: at the
-/// book's shapes this gathers a batch about 1.4x as fast as a row at a time (see the Performance
+/// book's shapes this gathers a batch about 1.5x as fast as a row at a time (see the Performance
 /// section of README.md).
 fn gather<A: Copy>(x: ArrayView2<'_, A>, indices: &[usize], out: &mut Array2<A>) {
     let cols = x.ncols();
