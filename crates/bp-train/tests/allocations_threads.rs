@@ -3,8 +3,9 @@
 //! `counting::allowed_per_step`): the helper's output buffers, the operands it shares and the
 //! thread itself are all set up in the first step and reused after.
 //!
-//! A counting global allocator counts the allocations of every thread between consecutive steps of
-//! the real training loop. This file holds one test so that no other test thread allocates while it
+//! A counting global allocator counts the allocations of every thread but the harness's main
+//! thread (see `counting::allocations`), the helper included, between consecutive steps of the real
+//! training loop. This file holds one test so that no other test thread allocates while it
 //! counts.
 
 mod counting;
