@@ -5,7 +5,7 @@
 //! kernel walks, so neither operand needs packing:
 //!
 //! - `x · W` and `xᵀ · dout` (`B` as stored, the *broadcast* kernel): a tile of `C`, a few rows by
-//!   two vectors of columns, stays in registers while the shared index `p` runs; at each `p` one
+//!   a few vectors of columns, stays in registers while the shared index `p` runs; at each `p` one
 //!   element of `A` per row is broadcast and multiplied into the row `B[p, j..]`.
 //! - `dout · Wᵀ` (`B` transposed, the *dot* kernel): `A[i, ..]` and `Bᵀ[j, ..]` are both contiguous
 //!   rows, and each element of `C` is their dot product, summed in vectors and then across.
@@ -14,24 +14,26 @@
 //! lies, so a product cut into blocks (rows or columns, for two threads) equals the uncut product
 //! bit for bit.
 //!
-//! The last columns of `x · W` that do not fill a panel of two vectors (the 2 of the book's 50)
-//! are copied out as rows and computed as dot products; those of `xᵀ · dout`, as the transposed
+//! The last columns of `x · W` that do not fill a group of 16 (`f64`: 8) columns (the 2 of the
+//! book's 50) are copied out as rows and computed as dot products; those of `xᵀ · dout`, as the transposed
 //! product, vectorised down the rows. A short `dout · Wᵀ` (the 10 classes) copies `Wᵀ` out and
 //! takes the broadcast kernel. The copies go to a scratch buffer the caller keeps: one that
 //! [`reserve_scratch`] has sized for the product is never grown, so a caller that reserves before
 //! handing a product to another thread knows that thread will not allocate.
 //!
 //! The kernels use AVX2 and FMA intrinsics, on x86-64 CPUs that have them (checked at run time).
-//! On CPUs that also have AVX-512 (F and VL), the same 256-bit kernels are compiled a second time
-//! for it: its encoding reaches 32 vector registers instead of 16, so a broadcast tile grows from 4
-//! rows to 14 (28 accumulators) and each row of `B` loaded serves 14 rows of `A`. Both compute each
-//! element with the same operations in the same order: every CPU with AVX2 and FMA gets the same
-//! bits.
+//! On CPUs that also have AVX-512 (F and VL), the broadcast kernel takes 512-bit vectors and 32
+//! registers: tiles of 9 rows by three vectors (48 `f32` columns, 27 accumulators) instead of 4
+//! rows by two 256-bit vectors, so that each row of `B` loaded serves 9 rows of `A`, and each
+//! element of `A` broadcast, 48 columns. The dot and tail kernels are the same 256-bit code in
+//! both. Both compute each element with the same operations in the same order: every CPU with AVX2
+//! and FMA gets the same bits from these kernels.
+//!
 //! The library crates' only `unsafe` code is here: the calls into the kernels once the CPU has been
-//! checked, and the vector stores into bounds-checked slices. Elsewhere, for products larger than
-//! [`MAX_KERNEL_FMAS`], and for operands that are not `f32` or `f64` in standard layout, products
-//! go to `ndarray`'s `general_mat_mul` (the `matrixmultiply` crate), which allocates packing
-//! buffers in every call.
+//! checked, and the vector loads and stores into bounds-checked slices. Elsewhere (products larger
+//! than [`MAX_KERNEL_FMAS`], or [`MAX_AVX512_KERNEL_FMAS`] with AVX-512, and operands that are not
+//! `f32` or `f64` in standard layout), products go to `ndarray`'s `general_mat_mul` (the
+//! `matrixmultiply` crate), which allocates packing buffers in every call.
 
 use std::any::Any;
 use std::ops::Range;
@@ -40,15 +42,18 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView2, Axis, NdFloat, Slice};
 
 /// Products of more multiply-adds than this (the whole product's, whatever the block) go to
-/// `matrixmultiply`: at the wide net's `100 x 784 · 784 x 800` its packed kernels are faster than
-/// these, which read `B` in place, and its packing costs little beside the arithmetic. Below it,
-/// at the book's `100 x 784 · 784 x 50` or the gradient check's `3 x 784 · 784 x 50`, these kernels
-/// are faster (see the Performance section of README.md).
+/// `matrixmultiply`, whose packed and blocked kernels win once the operands outgrow the caches:
+/// for the AVX2 kernels (tiles of 4 rows), from the wide net's `100 x 784 · 784 x 800` on; for the
+/// AVX-512 kernels (tiles of 9 rows by 48 columns), beyond it (they are faster at the wide net,
+/// slower at `256 x 2048 · 2048 x 2048`). Below it, at the book's `100 x 784 · 784 x 50` or the
+/// gradient check's `3 x 784 · 784 x 50`, these kernels are faster (see the Performance section
+/// of README.md).
 const MAX_KERNEL_FMAS: usize = 1 << 23;
+const MAX_AVX512_KERNEL_FMAS: usize = 1 << 26;
 
-/// The widest panel of the broadcast kernel (two vectors of 8 `f32`), and the shortest shared
-/// dimension the dot kernel takes (four vectors of 8 `f32`); those of the `f64` kernels are
-/// smaller. They bound the copies a product makes (see [`reserve_scratch`]).
+/// The columns of `B` go to the broadcast kernel in groups of 16 `f32` (two vectors of 8), the
+/// rest to the tail kernels; the dot kernel takes shared dimensions of 32 `f32` (four vectors of
+/// 8) or more. Those of the `f64` kernels are smaller. They bound the copies a product makes (see [`reserve_scratch`]).
 const MAX_PANEL: usize = 16;
 const MAX_SHORT_DOT: usize = 32;
 
@@ -103,6 +108,15 @@ impl Kernels {
             Kernels::Avx512,
         ];
         all.into_iter().filter(|k| k.runs_here()).collect()
+    }
+
+    /// The largest product (in multiply-adds) they compute; larger ones go to the fallback.
+    #[cfg(target_arch = "x86_64")]
+    fn max_fmas(self) -> usize {
+        match self {
+            Kernels::Avx512 => MAX_AVX512_KERNEL_FMAS,
+            _ => MAX_KERNEL_FMAS,
+        }
     }
 
     /// Whether this CPU runs them.
@@ -185,7 +199,7 @@ pub(crate) fn product<A: NdFloat>(
             .nrows()
             .saturating_mul(av.ncols())
             .saturating_mul(bv.ncols())
-            <= MAX_KERNEL_FMAS
+            <= kernels.max_fmas()
     {
         let ldo = out.ncols();
         macro_rules! kernels_for {
@@ -308,10 +322,12 @@ mod x86 {
     //! loads and stores go through checked slices.
 
     use std::arch::x86_64::{
-        __m128, __m128d, __m256, __m256d, _mm_cvtsd_f64, _mm_cvtss_f32, _mm_shuffle_ps,
-        _mm_unpackhi_pd, _mm256_broadcast_sd, _mm256_broadcast_ss, _mm256_castpd256_pd128,
-        _mm256_castps256_ps128, _mm256_extractf128_pd, _mm256_extractf128_ps, _mm256_fmadd_pd,
-        _mm256_fmadd_ps, _mm256_setr_pd, _mm256_setr_ps, _mm256_setzero_pd, _mm256_setzero_ps,
+        __m128, __m128d, __m256, __m256d, __m512, __m512d, _mm_cvtsd_f64, _mm_cvtss_f32,
+        _mm_shuffle_ps, _mm_unpackhi_pd, _mm256_broadcast_sd, _mm256_broadcast_ss,
+        _mm256_castpd256_pd128, _mm256_castps256_ps128, _mm256_extractf128_pd,
+        _mm256_extractf128_ps, _mm256_fmadd_pd, _mm256_fmadd_ps, _mm256_setr_pd, _mm256_setr_ps,
+        _mm256_setzero_pd, _mm256_setzero_ps, _mm512_fmadd_pd, _mm512_fmadd_ps, _mm512_set1_pd,
+        _mm512_set1_ps, _mm512_setzero_pd, _mm512_setzero_ps,
     };
 
     /// Whether the CPU has AVX2 and FMA (the answer is cached by the standard library).
@@ -385,19 +401,81 @@ mod x86 {
         [lo[0], lo[1], hi[0], hi[1]]
     }
 
-    /// Tiles of `R` rows by `W` columns down the block's rows, then one tile of the rows left
-    /// (`$left`: every possible count, each a tile height of its own).
+    /// 512-bit vectors for the AVX-512 broadcast kernel: `f32 x 16` and `f64 x 8`.
+    macro_rules! zmm {
+        ($t:ty, $v:ty, $lanes:literal, $load:ident, $store:ident, $to_lanes:ident, $splat:ident,
+         $set1:ident, $loadu:ident, $storeu:ident) => {
+            #[target_feature(enable = "avx512f")]
+            #[inline]
+            #[allow(unsafe_code)]
+            fn $load(s: &[$t; $lanes]) -> $v {
+                // SAFETY: `s` holds the elements read.
+                unsafe { std::arch::x86_64::$loadu(s.as_ptr()) }
+            }
+
+            #[target_feature(enable = "avx512f")]
+            #[inline]
+            #[allow(unsafe_code)]
+            fn $store(dst: &mut [$t; $lanes], v: $v) {
+                // SAFETY: `dst` holds the elements written.
+                unsafe { std::arch::x86_64::$storeu(dst.as_mut_ptr(), v) }
+            }
+
+            #[target_feature(enable = "avx512f")]
+            #[inline]
+            fn $to_lanes(v: $v) -> [$t; $lanes] {
+                let mut lanes = [0.0; $lanes];
+                $store(&mut lanes, v);
+                lanes
+            }
+
+            #[target_feature(enable = "avx512f")]
+            #[inline]
+            fn $splat(x: &$t) -> $v {
+                $set1(*x)
+            }
+        };
+    }
+
+    zmm!(
+        f32,
+        __m512,
+        16,
+        load_f32x16,
+        store_f32x16,
+        lanes_f32x16,
+        splat_f32x16,
+        _mm512_set1_ps,
+        _mm512_loadu_ps,
+        _mm512_storeu_ps
+    );
+    zmm!(
+        f64,
+        __m512d,
+        8,
+        load_f64x8,
+        store_f64x8,
+        lanes_f64x8,
+        splat_f64x8,
+        _mm512_set1_pd,
+        _mm512_loadu_pd,
+        _mm512_storeu_pd
+    );
+
+    /// Tiles of `R` rows by `$vt` wide vectors down the block's rows, then one tile of the rows
+    /// left (`$left`: every possible count, each a tile height of its own).
     macro_rules! sweep {
-        ($block:ident, $j:ident, $lo:ident, $hi:ident, $out:ident, $at:ident; $($left:literal)*) => {{
+        ($block:ident, $j:ident, $lo:ident, $hi:ident, $out:ident, $at:ident, $vt:expr;
+         $($left:literal)*) => {{
             let end = $block.rows.end;
             let mut i = $block.rows.start;
             while i + R <= end {
-                tile::<R, $at>($block, i, $j, $lo, $hi, $out);
+                tile::<R, { $vt }, $at>($block, i, $j, $lo, $hi, $out);
                 i += R;
             }
             match end - i {
                 0 => {}
-                $($left => tile::<$left, $at>($block, i, $j, $lo, $hi, $out),)*
+                $($left => tile::<$left, { $vt }, $at>($block, i, $j, $lo, $hi, $out),)*
                 _ => unreachable!("fewer than R rows are left"),
             }
         }};
@@ -405,17 +483,30 @@ mod x86 {
 
     macro_rules! kernels {
         ($name:ident, $t:ty, $v:ty, $lanes:literal,
-         $zero:ident, $splat:ident, $fmadd:ident, $load:ident, $store:ident, $to_lanes:ident,
-         $features:literal, $rows:literal, [$($left:literal)*]) => {
+         $zero:ident, $splat:ident, $fmadd:ident, $load:ident, $to_lanes:ident,
+         $wv:ty, $wlanes:literal, $wzero:ident, $wsplat:ident, $wfmadd:ident, $wload:ident,
+         $wstore:ident, $wto_lanes:ident,
+         $features:literal, $vectors:literal, $rows:literal, [$($left:literal)*]) => {
             pub(super) mod $name {
                 use super::super::{Block, MAX_PANEL, MAX_SHORT_DOT};
-                use super::{$fmadd, $load, $splat, $store, $to_lanes, $zero};
+                use super::{$fmadd, $load, $splat, $to_lanes, $zero};
+                use super::{
+                    $wfmadd as wfmadd, $wload as wload, $wsplat as wsplat, $wstore as wstore,
+                    $wto_lanes as wto_lanes, $wzero as wzero,
+                };
 
-                /// Elements per vector.
+                /// Elements per vector of the dot and tail kernels.
                 const L: usize = $lanes;
-                /// Columns of a broadcast panel: two vectors.
+                /// Columns of `B` go to the broadcast kernel in groups of two such vectors; the
+                /// columns after the last whole group (the tail) go to the tail kernels. Every
+                /// kernel set groups them alike, so that all give the same bits.
                 const W: usize = 2 * L;
-                /// Rows of a broadcast tile, `R x 2` vector accumulators: as many as the
+                /// Elements per vector of the broadcast kernel (a multiple or divisor of `W`).
+                const WL: usize = $wlanes;
+                /// Vectors of a broadcast panel, and its columns.
+                const V: usize = $vectors;
+                const PW: usize = V * WL;
+                /// Rows of a broadcast tile, `R x V` vector accumulators: as many as the
                 /// registers hold beside a row of `B` and a broadcast element.
                 const R: usize = $rows;
                 /// Rows of `A` and of `Bᵀ` in a dot tile: 8 accumulators.
@@ -427,6 +518,8 @@ mod x86 {
 
                 // `reserve_scratch` sizes the copies for the widest kernels.
                 const _: () = assert!(W <= MAX_PANEL && MIN_DOT_K <= MAX_SHORT_DOT);
+                // Whole vectors cover the groups of `W` columns.
+                const _: () = assert!(W % WL == 0 || WL % W == 0);
 
                 /// Computes `block` into `out`, with the copies it makes in `scratch`.
                 #[target_feature(enable = $features)]
@@ -465,10 +558,11 @@ mod x86 {
                     broadcast::<false>(&copied, out, tail);
                 }
 
-                /// Panels of `W` columns, aligned at multiples of `W` from the product's first
-                /// column, each swept by tiles of `R` rows. The columns after the last whole panel
-                /// (the tail) take [`nn_tail`], which copies them into `tail`, or [`at_tail`].
-                /// `AT`: `A` is transposed.
+                /// Panels of up to `V` vectors from the block's first column on, each swept by
+                /// tiles of `R` rows, over the columns before the tail; then the tail, which
+                /// [`nn_tail`] copies into `tail`, or [`at_tail`]. An element's multiply-adds do
+                /// not depend on the panel it falls in, so the panels may start anywhere. `AT`:
+                /// `A` is transposed.
                 #[target_feature(enable = $features)]
                 fn broadcast<const AT: bool>(
                     block: &Block<'_, $t>,
@@ -479,10 +573,17 @@ mod x86 {
                     let (start, end) = (block.cols.start, block.cols.end);
                     let mut j = start;
                     while j < end.min(whole) {
-                        let panel = j / W * W;
-                        let (lo, hi) = (j - panel, (panel + W).min(end) - panel);
-                        sweep!(block, panel, lo, hi, out, AT; $($left)*);
-                        j = panel + W;
+                        let vectors = (end.min(whole) - j).div_ceil(WL).min(V);
+                        // A panel reads `B` no further than `whole` (a multiple of `WL`): a last
+                        // ragged one starts early and stores only its last columns.
+                        let first = j.min(whole - vectors * WL);
+                        let (lo, hi) = (j - first, (first + vectors * WL).min(end) - first);
+                        match vectors {
+                            1 => sweep!(block, first, lo, hi, out, AT, 1; $($left)*),
+                            2 => sweep!(block, first, lo, hi, out, AT, 2; $($left)*),
+                            _ => sweep!(block, first, lo, hi, out, AT, V; $($left)*),
+                        }
+                        j = first + hi;
                     }
                     if end > whole {
                         let first = start.max(whole);
@@ -494,10 +595,10 @@ mod x86 {
                     }
                 }
 
-                /// One tile of `RT` rows by `W` columns at rows `i..`, columns `j..`, of whose
+                /// One tile of `RT` rows by `VT` vectors at rows `i..`, columns `j..`, of whose
                 /// columns `lo..hi` are stored.
                 #[target_feature(enable = $features)]
-                fn tile<const RT: usize, const AT: bool>(
+                fn tile<const RT: usize, const VT: usize, const AT: bool>(
                     block: &Block<'_, $t>,
                     i: usize,
                     j: usize,
@@ -506,7 +607,7 @@ mod x86 {
                     out: &mut [$t],
                 ) {
                     let (k, lda, ldb) = (block.k, block.lda, block.ldb);
-                    let mut acc = [[$zero(); 2]; RT];
+                    let mut acc = [[wzero(); VT]; RT];
                     if AT {
                         // A[i + r, p] = a[p, i + r]: a step's elements are neighbours.
                         for p in 0..k {
@@ -515,7 +616,7 @@ mod x86 {
                             for (xs, x) in xs.iter_mut().zip(x) {
                                 *xs = x;
                             }
-                            step(&mut acc, xs, &block.b[p * ldb + j..][..W]);
+                            step(&mut acc, xs, &block.b[p * ldb + j..][..VT * WL]);
                         }
                     } else {
                         let arows = rows::<RT>(block.a, i, lda, k);
@@ -524,7 +625,7 @@ mod x86 {
                             for (xs, arow) in xs.iter_mut().zip(&arows) {
                                 *xs = &arow[p];
                             }
-                            step(&mut acc, xs, &block.b[p * ldb + j..][..W]);
+                            step(&mut acc, xs, &block.b[p * ldb + j..][..VT * WL]);
                         }
                     }
                     // The tile's column `lo` is the block's column `j + lo - cols.start >= 0`.
@@ -532,13 +633,16 @@ mod x86 {
                     let col_lo = block.at.1 + j + lo - block.cols.start;
                     for (r, acc) in acc.iter().enumerate() {
                         let dst = &mut out[(row0 + r) * block.ldo + col_lo..][..hi - lo];
-                        if (lo, hi) == (0, W) {
-                            for (dst, &acc) in dst.chunks_exact_mut(L).zip(acc) {
-                                $store(dst.try_into().expect("L elements"), acc);
+                        if (lo, hi) == (0, VT * WL) {
+                            for (dst, &acc) in dst.chunks_exact_mut(WL).zip(acc) {
+                                wstore(dst.try_into().expect("WL elements"), acc);
                             }
                         } else {
-                            let lanes = [$to_lanes(acc[0]), $to_lanes(acc[1])];
-                            dst.copy_from_slice(&lanes.as_flattened()[lo..hi]);
+                            let mut lanes = [0.0; PW];
+                            for (lanes, &acc) in lanes.chunks_exact_mut(WL).zip(acc) {
+                                lanes.copy_from_slice(&wto_lanes(acc));
+                            }
+                            dst.copy_from_slice(&lanes[lo..hi]);
                         }
                     }
                 }
@@ -546,16 +650,21 @@ mod x86 {
                 /// One step of the shared dimension: `acc[r] += x[r] * y`.
                 #[target_feature(enable = $features)]
                 #[inline]
-                fn step<const RT: usize>(acc: &mut [[$v; 2]; RT], x: [&$t; RT], y: &[$t]) {
-                    let y = [
-                        $load(y[..L].try_into().expect("L elements")),
-                        $load(y[L..W].try_into().expect("L elements")),
-                    ];
+                fn step<const RT: usize, const VT: usize>(
+                    acc: &mut [[$wv; VT]; RT],
+                    x: [&$t; RT],
+                    y: &[$t],
+                ) {
+                    let mut ys = [wzero(); VT];
+                    for (ys, y) in ys.iter_mut().zip(y.chunks_exact(WL)) {
+                        *ys = wload(y.try_into().expect("WL elements"));
+                    }
                     for (acc, x) in acc.iter_mut().zip(x) {
                         // From memory straight into all lanes: one load, no shuffle.
-                        let x = $splat(x);
-                        acc[0] = $fmadd(x, y[0], acc[0]);
-                        acc[1] = $fmadd(x, y[1], acc[1]);
+                        let x = wsplat(x);
+                        for (acc, &y) in acc.iter_mut().zip(&ys) {
+                            *acc = wfmadd(x, y, *acc);
+                        }
                     }
                 }
 
@@ -759,9 +868,13 @@ mod x86 {
         };
     }
 
-    /// The kernels of both element types for one set of CPU features and one tile height.
+    /// The kernels of both element types for one set of CPU features: the broadcast kernel's
+    /// vectors (type, lanes, zero, broadcast, multiply-add, load, store, lanes out) for `f32` and
+    /// for `f64`, its panel width in vectors and its tile height.
     macro_rules! kernels_for_features {
-        ($f32:ident, $f64:ident, $features:literal, $rows:literal, [$($left:literal)*]) => {
+        ($f32:ident, $f64:ident, $features:literal,
+         f32: ($($w32:tt)*), f64: ($($w64:tt)*), $vectors:literal, $rows:literal,
+         [$($left:literal)*]) => {
             kernels!(
                 $f32,
                 f32,
@@ -771,9 +884,10 @@ mod x86 {
                 _mm256_broadcast_ss,
                 _mm256_fmadd_ps,
                 load_f32,
-                store_f32,
                 lanes_f32,
+                $($w32)*,
                 $features,
+                $vectors,
                 $rows,
                 [$($left)*]
             );
@@ -786,22 +900,41 @@ mod x86 {
                 _mm256_broadcast_sd,
                 _mm256_fmadd_pd,
                 load_f64,
-                store_f64,
                 lanes_f64,
+                $($w64)*,
                 $features,
+                $vectors,
                 $rows,
                 [$($left)*]
             );
         };
     }
 
-    kernels_for_features!(avx2_f32, avx2_f64, "avx2,fma", 4, [1 2 3]);
+    // 16 registers: tiles of 4 rows by two 256-bit vectors.
+    kernels_for_features!(
+        avx2_f32,
+        avx2_f64,
+        "avx2,fma",
+        f32: (std::arch::x86_64::__m256, 8, _mm256_setzero_ps, _mm256_broadcast_ss, _mm256_fmadd_ps, load_f32,
+              store_f32, lanes_f32),
+        f64: (std::arch::x86_64::__m256d, 4, _mm256_setzero_pd, _mm256_broadcast_sd, _mm256_fmadd_pd, load_f64,
+              store_f64, lanes_f64),
+        2,
+        4,
+        [1 2 3]
+    );
+    // 32 registers: tiles of 9 rows by three 512-bit vectors (27 accumulators).
     kernels_for_features!(
         avx512_f32,
         avx512_f64,
         "avx2,fma,avx512f,avx512vl",
-        14,
-        [1 2 3 4 5 6 7 8 9 10 11 12 13]
+        f32: (std::arch::x86_64::__m512, 16, _mm512_setzero_ps, splat_f32x16, _mm512_fmadd_ps, load_f32x16,
+              store_f32x16, lanes_f32x16),
+        f64: (std::arch::x86_64::__m512d, 8, _mm512_setzero_pd, splat_f64x8, _mm512_fmadd_pd, load_f64x8,
+              store_f64x8, lanes_f64x8),
+        3,
+        9,
+        [1 2 3 4 5 6 7 8]
     );
 }
 
@@ -828,7 +961,7 @@ mod tests {
         for case in 0..400 {
             let m = rng.random_range(1..40);
             let k = rng.random_range(0..70);
-            let n = rng.random_range(1..60);
+            let n = rng.random_range(1..120);
             let (a_t, b_t) = [(false, false), (true, false), (false, true), (true, true)][case % 4];
             let a: Array2<A> = randn(if a_t { (k, m) } else { (m, k) }, 1.0, &mut rng);
             let b: Array2<A> = randn(if b_t { (n, k) } else { (k, n) }, 1.0, &mut rng);
