@@ -412,7 +412,7 @@ impl<A: NdFloat> Helper<A> {
     /// If the shapes do not fit, or the helper thread died in a product.
     fn product(&mut self, a: Operand<A>, b: Operand<A>, c: &mut Array2<A>, scratch: &mut Vec<A>) {
         let (m, n) = c.dim();
-        // Cut at a multiple of 16 (the widest kernel's tile) at or below the middle: the caller
+        // Cut at a multiple of 16 (whole vectors in every kernel) at or below the middle: the caller
         // also copies the helper's part, so it takes the smaller share.
         let cut = |len: usize| (len / 2 / 16 * 16).max(16).min(len);
         let (mine, theirs, dim) = if n > m {
@@ -610,8 +610,10 @@ mod tests {
             (37, 200, 130, false, true),
             (300, 64, 50, true, false),
             (90, 33, 90, true, true),
-            // Beyond the kernels' size: `matrixmultiply`.
+            // Between the two kernel sizes: `matrixmultiply` with AVX2, the kernels with AVX-512.
             (100, 784, 120, false, false),
+            // Beyond both: `matrixmultiply`.
+            (100, 784, 900, false, false),
         ] {
             let a_dim = if a_t { (k, m) } else { (m, k) };
             let b_dim = if b_t { (n, k) } else { (k, n) };
