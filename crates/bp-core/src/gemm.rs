@@ -15,9 +15,9 @@
 //! bit for bit.
 //!
 //! The last columns of `x · W` that do not fill a group of 16 (`f64`: 8) columns (the 2 of the
-//! book's 50) are copied out as rows and computed as dot products; those of `xᵀ · dout`, as the transposed
-//! product, vectorised down the rows. A short `dout · Wᵀ` (the 10 classes) copies `Wᵀ` out and
-//! takes the broadcast kernel. The copies go to a scratch buffer the caller keeps: one that
+//! book's 50) are copied out as rows and computed as dot products; those of `xᵀ · dout`, as the
+//! transposed product, vectorised down the rows. A short `dout · Wᵀ` (the 10 classes) copies `Wᵀ`
+//! out and takes the broadcast kernel. The copies go to a scratch buffer the caller keeps: one that
 //! [`reserve_scratch`] has sized for the product is never grown, so a caller that reserves before
 //! handing a product to another thread knows that thread will not allocate.
 //!
@@ -53,7 +53,8 @@ const MAX_AVX512_KERNEL_FMAS: usize = 1 << 26;
 
 /// The columns of `B` go to the broadcast kernel in groups of 16 `f32` (two vectors of 8), the
 /// rest to the tail kernels; the dot kernel takes shared dimensions of 32 `f32` (four vectors of
-/// 8) or more. Those of the `f64` kernels are smaller. They bound the copies a product makes (see [`reserve_scratch`]).
+/// 8) or more. Those of the `f64` kernels are smaller. They bound the copies a product makes (see
+/// [`reserve_scratch`]).
 const MAX_PANEL: usize = 16;
 const MAX_SHORT_DOT: usize = 32;
 
@@ -501,7 +502,7 @@ mod x86 {
                 /// columns after the last whole group (the tail) go to the tail kernels. Every
                 /// kernel set groups them alike, so that all give the same bits.
                 const W: usize = 2 * L;
-                /// Elements per vector of the broadcast kernel (a multiple or divisor of `W`).
+                /// Elements per vector of the broadcast kernel (a divisor of `W`).
                 const WL: usize = $wlanes;
                 /// Vectors of a broadcast panel, and its columns.
                 const V: usize = $vectors;
@@ -518,8 +519,9 @@ mod x86 {
 
                 // `reserve_scratch` sizes the copies for the widest kernels.
                 const _: () = assert!(W <= MAX_PANEL && MIN_DOT_K <= MAX_SHORT_DOT);
-                // Whole vectors cover the groups of `W` columns.
-                const _: () = assert!(W % WL == 0 || WL % W == 0);
+                // Whole vectors cover the groups of `W` columns, so that a panel never reads past
+                // the last group.
+                const _: () = assert!(W % WL == 0);
 
                 /// Computes `block` into `out`, with the copies it makes in `scratch`.
                 #[target_feature(enable = $features)]
@@ -915,10 +917,14 @@ mod x86 {
         avx2_f32,
         avx2_f64,
         "avx2,fma",
-        f32: (std::arch::x86_64::__m256, 8, _mm256_setzero_ps, _mm256_broadcast_ss, _mm256_fmadd_ps, load_f32,
-              store_f32, lanes_f32),
-        f64: (std::arch::x86_64::__m256d, 4, _mm256_setzero_pd, _mm256_broadcast_sd, _mm256_fmadd_pd, load_f64,
-              store_f64, lanes_f64),
+        f32: (
+            std::arch::x86_64::__m256, 8, _mm256_setzero_ps, _mm256_broadcast_ss, _mm256_fmadd_ps,
+            load_f32, store_f32, lanes_f32
+        ),
+        f64: (
+            std::arch::x86_64::__m256d, 4, _mm256_setzero_pd, _mm256_broadcast_sd, _mm256_fmadd_pd,
+            load_f64, store_f64, lanes_f64
+        ),
         2,
         4,
         [1 2 3]
@@ -928,10 +934,14 @@ mod x86 {
         avx512_f32,
         avx512_f64,
         "avx2,fma,avx512f,avx512vl",
-        f32: (std::arch::x86_64::__m512, 16, _mm512_setzero_ps, splat_f32x16, _mm512_fmadd_ps, load_f32x16,
-              store_f32x16, lanes_f32x16),
-        f64: (std::arch::x86_64::__m512d, 8, _mm512_setzero_pd, splat_f64x8, _mm512_fmadd_pd, load_f64x8,
-              store_f64x8, lanes_f64x8),
+        f32: (
+            std::arch::x86_64::__m512, 16, _mm512_setzero_ps, splat_f32x16, _mm512_fmadd_ps,
+            load_f32x16, store_f32x16, lanes_f32x16
+        ),
+        f64: (
+            std::arch::x86_64::__m512d, 8, _mm512_setzero_pd, splat_f64x8, _mm512_fmadd_pd,
+            load_f64x8, store_f64x8, lanes_f64x8
+        ),
         3,
         9,
         [1 2 3 4 5 6 7 8]
