@@ -55,7 +55,7 @@ const MAX_AVX512_KERNEL_FMAS: usize = 1 << 26;
 /// rest to the tail kernels; the dot kernel takes shared dimensions of 32 `f32` (four vectors of
 /// 8) or more. Those of the `f64` kernels are smaller. They bound the copies a product makes (see
 /// [`reserve_scratch`]).
-const MAX_PANEL: usize = 16;
+const MAX_GROUP: usize = 16;
 const MAX_SHORT_DOT: usize = 32;
 
 /// Makes `scratch` hold at least what [`product`] copies into it for `op(a) · op(b)`, whatever the
@@ -63,7 +63,7 @@ const MAX_SHORT_DOT: usize = 32;
 /// than 32, all of `B` for `A · Bᵀ`. Allocates only if `scratch` is too small.
 pub(crate) fn reserve_scratch<A>(scratch: &mut Vec<A>, a_t: bool, b: &Array2<A>, b_t: bool) {
     let (k, n) = if b_t { (b.ncols(), b.nrows()) } else { b.dim() };
-    let tail = n.min(MAX_PANEL - 1) * k;
+    let tail = n.min(MAX_GROUP - 1) * k;
     let len = match (a_t, b_t) {
         (false, false) => tail,
         (false, true) if k < MAX_SHORT_DOT => k * n + tail,
@@ -489,7 +489,7 @@ mod x86 {
          $wstore:ident, $wto_lanes:ident,
          $features:literal, $vectors:literal, $rows:literal, [$($left:literal)*]) => {
             pub(super) mod $name {
-                use super::super::{Block, MAX_PANEL, MAX_SHORT_DOT};
+                use super::super::{Block, MAX_GROUP, MAX_SHORT_DOT};
                 use super::{$fmadd, $load, $splat, $to_lanes, $zero};
                 use super::{
                     $wfmadd as wfmadd, $wload as wload, $wsplat as wsplat, $wstore as wstore,
@@ -518,7 +518,7 @@ mod x86 {
                 const MIN_DOT_K: usize = 4 * L;
 
                 // `reserve_scratch` sizes the copies for the widest kernels.
-                const _: () = assert!(W <= MAX_PANEL && MIN_DOT_K <= MAX_SHORT_DOT);
+                const _: () = assert!(W <= MAX_GROUP && MIN_DOT_K <= MAX_SHORT_DOT);
                 // Whole vectors cover the groups of `W` columns, so that a panel never reads past
                 // the last group.
                 const _: () = assert!(W % WL == 0);
@@ -546,7 +546,7 @@ mod x86 {
                 }
 
                 /// `A · Bᵀ` as `A · B`, with all of `B` copied out of `Bᵀ` into `scratch` (so
-                /// that the columns fall into the same panels whatever the block).
+                /// that the same columns go to the tail whatever the block).
                 #[target_feature(enable = $features)]
                 fn via_transposed(block: &Block<'_, $t>, out: &mut [$t], scratch: &mut [$t]) {
                     let (k, n) = (block.k, block.b.len() / block.ldb);

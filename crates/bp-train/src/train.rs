@@ -543,7 +543,7 @@ where
 /// Batch buffers the training loop takes in turn when large matrix products may be shared with a
 /// helper thread (`bp_core::threads() > 1`). The helper reads each batch, so the buffer just used
 /// sits in both cores' caches, and gathering into it again would first have to take its lines back
-/// from the other core. A buffer last used 8 steps ago has left the helper's cache. The book's run
+/// from the other core; a buffer last used 8 steps ago is mostly gone from it. The book's run
 /// on two threads, 8 buffers against 1, alternating: `f32` 1.80 s against 1.96 s (medians of 22
 /// runs, faster in 15), `f64` 3.20 s against 3.66 s (8 runs, faster in all). With one thread a
 /// single buffer stays in the cache and is faster.
