@@ -1,13 +1,11 @@
 //! The fully connected layer.
 
-use std::sync::Arc;
-
 use ndarray::{Array1, Array2, ArrayD, ArrayViewD, Ix2, IxDyn, NdFloat};
 use rand::Rng;
 
 use crate::init::{Init, randn};
 use crate::layer::{Layer, Param};
-use crate::parallel::{HelperSlot, Operand};
+use crate::parallel::{Operand, Products};
 
 /// The affine (fully connected) layer: `out = x · W + b`.
 ///
@@ -30,8 +28,8 @@ use crate::parallel::{HelperSlot, Operand};
 /// # Threads
 ///
 /// A large matrix product (about a million multiply-adds or more, such as `x · W` for a batch of
-/// 100 MNIST images and 50 hidden units) is shared with a helper thread that the layer starts on
-/// first use, when the machine has a second CPU (see [`set_threads`](crate::set_threads)). Each
+/// 100 MNIST images and 50 hidden units) is shared with bp-core's helper thread through
+/// [`join`](crate::join), when the machine has a second CPU (see [`set_threads`](crate::set_threads)). Each
 /// output element is computed by one thread with the same operations as on one thread, so results
 /// are identical, bit for bit, whatever the number of threads or their timing.
 ///
@@ -46,52 +44,26 @@ use crate::parallel::{HelperSlot, Operand};
 /// affine.backward(array![[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]].into_dyn());
 /// assert_eq!(affine.db(), &array![5.0, 7.0, 9.0]);
 /// ```
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Affine<A> {
-    /// Shared with the helper thread for the duration of one product, never beyond.
-    w: Arc<Array2<A>>,
+    w: Array2<A>,
     b: Array1<A>,
     dw: Array2<A>,
     db: Array1<A>,
-    /// The last training input, flattened to (N, in); meaningful only while `has_x`. Shared with
-    /// the helper thread during a product.
-    x: Arc<Array2<A>>,
+    /// The last training input, flattened to (N, in); meaningful only while `has_x`.
+    x: Array2<A>,
     has_x: bool,
     /// The last training input's original shape.
     x_shape: IxDyn,
-    /// The `dout` of the backward pass in progress, shared with the helper thread for `dW`.
-    dout: Arc<Array2<A>>,
     /// Storage recycled from the last `dout`, reused for the next output so training allocates
     /// nothing once shapes are steady.
     spare: Option<Array2<A>>,
-    helper: HelperSlot<A>,
-}
-
-impl<A: Clone> Clone for Affine<A> {
-    fn clone(&self) -> Self {
-        Affine {
-            w: Arc::new(Array2::clone(&self.w)),
-            b: self.b.clone(),
-            dw: self.dw.clone(),
-            db: self.db.clone(),
-            x: Arc::new(Array2::clone(&self.x)),
-            has_x: self.has_x,
-            x_shape: self.x_shape.clone(),
-            dout: Arc::new(empty()),
-            spare: self.spare.clone(),
-            helper: self.helper.clone(),
-        }
-    }
+    products: Products<A>,
 }
 
 /// An array of no elements, which owns no allocation.
 fn empty<A>() -> Array2<A> {
     Array2::from_shape_vec((0, 0), Vec::new()).expect("0 x 0 holds 0 elements")
-}
-
-/// The array inside an `Arc` that no helper thread holds any more.
-fn owned<A>(array: &mut Arc<Array2<A>>) -> &mut Array2<A> {
-    Arc::get_mut(array).expect("a matrix product released its operands when it returned")
 }
 
 impl<A: NdFloat> Affine<A> {
@@ -112,14 +84,13 @@ impl<A: NdFloat> Affine<A> {
         Affine {
             dw: Array2::zeros(w.raw_dim()),
             db: Array1::zeros(b.raw_dim()),
-            w: Arc::new(w),
+            w,
             b,
-            x: Arc::new(empty()),
+            x: empty(),
             has_x: false,
             x_shape: IxDyn(&[]),
-            dout: Arc::new(empty()),
             spare: None,
-            helper: HelperSlot::new(),
+            products: Products::new(),
         }
     }
 
@@ -187,10 +158,10 @@ impl<A: NdFloat> Affine<A> {
             .expect("the element count was checked")
     }
 
-    /// Checks `dout` against the cached input, then writes `dW` and `db`. Afterwards `self.dout`
-    /// holds `dout` and `self.x` still holds the input.
+    /// Checks `dout` against the cached input, then writes `dW` and `db`, and hands `dout` back as
+    /// (N, out). Afterwards `self.x` still holds the input.
     #[track_caller]
-    fn param_grads(&mut self, dout: ArrayD<A>) {
+    fn param_grads(&mut self, dout: ArrayD<A>) -> Array2<A> {
         assert!(
             self.has_x,
             "Affine::backward called without a preceding forward"
@@ -205,21 +176,20 @@ impl<A: NdFloat> Affine<A> {
         let dout = dout
             .into_dimensionality::<Ix2>()
             .expect("the rank was checked");
-        *owned(&mut self.dout) = dout;
-        self.helper.product(
+        self.products.product(
             Operand::new(&self.x, true),
-            Operand::new(&self.dout, false),
+            Operand::new(&dout, false),
             &mut self.dw,
         );
         self.db.fill(A::zero());
-        for row in self.dout.rows() {
+        for row in dout.rows() {
             self.db += &row;
         }
+        dout
     }
 
-    /// Takes `dout` back from its shared slot and keeps its storage for the next forward's output.
-    fn recycle_dout(&mut self) {
-        let dout = std::mem::replace(owned(&mut self.dout), empty());
+    /// Keeps `dout`'s storage for the next forward's output.
+    fn recycle(&mut self, dout: Array2<A>) {
         if dout.is_standard_layout() {
             self.spare = Some(dout);
         }
@@ -227,7 +197,7 @@ impl<A: NdFloat> Affine<A> {
 
     /// Takes the cached input's storage back, reshaped to the input's original shape.
     fn take_x(&mut self) -> Array2<A> {
-        std::mem::replace(owned(&mut self.x), empty())
+        std::mem::replace(&mut self.x, empty())
     }
 }
 
@@ -246,9 +216,9 @@ impl<A: NdFloat> Layer<A> for Affine<A> {
             Some(buf) if buf.dim() == dim => buf,
             _ => Array2::zeros(dim),
         };
-        *owned(&mut self.x) = x;
+        self.x = x;
         self.has_x = true;
-        self.helper.product(
+        self.products.product(
             Operand::new(&self.x, false),
             Operand::new(&self.w, false),
             &mut out,
@@ -259,23 +229,23 @@ impl<A: NdFloat> Layer<A> for Affine<A> {
 
     #[track_caller]
     fn backward(&mut self, dout: ArrayD<A>) -> ArrayD<A> {
-        self.param_grads(dout);
+        let dout = self.param_grads(dout);
         // The cached input is no longer needed: its storage receives dx, which has its shape.
         let mut dx = self.take_x();
-        self.helper.product(
-            Operand::new(&self.dout, false),
+        self.products.product(
+            Operand::new(&dout, false),
             Operand::new(&self.w, true),
             &mut dx,
         );
-        self.recycle_dout();
+        self.recycle(dout);
         dx.into_shape_with_order(self.x_shape.clone())
             .expect("dx has the input's element count")
     }
 
     #[track_caller]
     fn backward_params(&mut self, dout: ArrayD<A>) -> ArrayD<A> {
-        self.param_grads(dout);
-        self.recycle_dout();
+        let dout = self.param_grads(dout);
+        self.recycle(dout);
         self.take_x()
             .into_shape_with_order(self.x_shape.clone())
             .expect("x has the input's element count")
@@ -283,9 +253,9 @@ impl<A: NdFloat> Layer<A> for Affine<A> {
 
     #[track_caller]
     fn predict(&self, x: ArrayD<A>) -> ArrayD<A> {
-        let x = Arc::new(self.flatten(x));
+        let x = self.flatten(x);
         let mut out = Array2::zeros((x.nrows(), self.w.ncols()));
-        self.helper.product(
+        self.products.product(
             Operand::new(&x, false),
             Operand::new(&self.w, false),
             &mut out,
@@ -297,7 +267,7 @@ impl<A: NdFloat> Layer<A> for Affine<A> {
     fn visit_params(&mut self, f: &mut dyn FnMut(Param<'_, A>)) {
         f(Param {
             name: "W",
-            value: owned(&mut self.w).view_mut().into_dyn(),
+            value: self.w.view_mut().into_dyn(),
             grad: self.dw.view().into_dyn(),
         });
         f(Param {

@@ -29,8 +29,9 @@
 //! both. Both compute each element with the same operations in the same order: every CPU with AVX2
 //! and FMA gets the same bits from these kernels.
 //!
-//! The library crates' only `unsafe` code is here: the calls into the kernels once the CPU has been
-//! checked, and the vector loads and stores into bounds-checked slices. Elsewhere (products larger
+//! Most of the library crates' `unsafe` code is here (the rest is `parallel`'s hand-over of a
+//! closure to the helper thread): the calls into the kernels once the CPU has been checked, and the
+//! vector loads and stores into bounds-checked slices. Elsewhere (products larger
 //! than [`MAX_KERNEL_FMAS`], or [`MAX_AVX512_KERNEL_FMAS`] with AVX-512, and operands that are not
 //! `f32` or `f64` in standard layout), products go to `ndarray`'s `general_mat_mul` (the
 //! `matrixmultiply` crate), which allocates packing buffers in every call.

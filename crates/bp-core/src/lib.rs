@@ -51,7 +51,7 @@ pub use dropout::Dropout;
 pub use graph::{AddLayer, MulLayer};
 pub use init::{Init, randn};
 pub use layer::{Layer, Param};
-pub use parallel::{set_threads, threads};
+pub use parallel::{join, set_threads, threads};
 pub use relu::Relu;
 pub use sequential::Sequential;
 pub use sigmoid::Sigmoid;

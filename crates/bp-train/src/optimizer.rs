@@ -90,6 +90,26 @@ fn check_grad<A>(param: &Param<'_, A>) {
     );
 }
 
+/// Parameters of at least this many elements are updated by two threads (see [`for_each_shared`]).
+const SHARED_UPDATE_ELEMENTS: usize = 1 << 15;
+
+/// Runs `update` over `zip`, which covers `len` elements: when that is at least
+/// [`SHARED_UPDATE_ELEMENTS`], in two halves at once, the second on bp-core's helper thread (see
+/// [`bp_core::join`]). Each element's update is the same either way.
+fn for_each_shared<Z: Send>(
+    zip: Z,
+    len: usize,
+    split: impl FnOnce(Z) -> (Z, Z),
+    update: impl Fn(Z) + Sync,
+) {
+    if len >= SHARED_UPDATE_ELEMENTS {
+        let (first, second) = split(zip);
+        bp_core::join(|| update(first), || update(second));
+    } else {
+        update(zip);
+    }
+}
+
 fn cast<A: NdFloat>(v: f64) -> A {
     A::from(v).expect("every f64 converts to a float type")
 }
@@ -124,9 +144,20 @@ impl<A: NdFloat> Optimizer<A> for Sgd {
     }
 
     #[track_caller]
-    fn update_param(&mut self, _index: usize, lr: A, mut param: Param<'_, A>) {
+    fn update_param(&mut self, _index: usize, lr: A, param: Param<'_, A>) {
         check_grad(&param);
-        param.value.scaled_add(-lr, &param.grad);
+        let Param {
+            mut value, grad, ..
+        } = param;
+        let len = value.len();
+        for_each_shared(
+            Zip::from(&mut value).and(&grad),
+            len,
+            |zip| zip.split(),
+            |zip| {
+                zip.for_each(|w, &g| *w -= lr * g);
+            },
+        );
     }
 }
 
@@ -175,13 +206,19 @@ impl<A: NdFloat> Optimizer<A> for Momentum<A> {
         let Param {
             mut value, grad, ..
         } = param;
-        Zip::from(&mut value)
-            .and(v)
-            .and(&grad)
-            .for_each(|w, v, &g| {
-                *v = alpha * *v - lr * g;
-                *w += *v;
-            });
+        let len = value.len();
+        let zip = Zip::from(&mut value).and(v).and(&grad);
+        for_each_shared(
+            zip,
+            len,
+            |zip| zip.split(),
+            |zip| {
+                zip.for_each(|w, v, &g| {
+                    *v = alpha * *v - lr * g;
+                    *w += *v;
+                });
+            },
+        );
     }
 }
 
@@ -224,13 +261,19 @@ impl<A: NdFloat> Optimizer<A> for AdaGrad<A> {
         let Param {
             mut value, grad, ..
         } = param;
-        Zip::from(&mut value)
-            .and(h)
-            .and(&grad)
-            .for_each(|w, h, &g| {
-                *h += g * g;
-                *w -= lr * g / (h.sqrt() + eps);
-            });
+        let len = value.len();
+        let zip = Zip::from(&mut value).and(h).and(&grad);
+        for_each_shared(
+            zip,
+            len,
+            |zip| zip.split(),
+            |zip| {
+                zip.for_each(|w, h, &g| {
+                    *h += g * g;
+                    *w -= lr * g / (h.sqrt() + eps);
+                });
+            },
+        );
     }
 }
 
@@ -324,15 +367,20 @@ fn update_adam<A: NdFloat>(
     one_m_b2: A,
     eps: A,
 ) {
-    Zip::from(value)
-        .and(m)
-        .and(v)
-        .and(grad)
-        .for_each(|w, m, v, &g| {
-            *m = *m + one_m_b1 * (g - *m);
-            *v = *v + one_m_b2 * (g * g - *v);
-            *w -= lr_t * *m / (v.sqrt() + eps);
-        });
+    let len = value.len();
+    let zip = Zip::from(value).and(m).and(v).and(grad);
+    for_each_shared(
+        zip,
+        len,
+        |zip| zip.split(),
+        |zip| {
+            zip.for_each(|w, m, v, &g| {
+                *m = *m + one_m_b1 * (g - *m);
+                *v = *v + one_m_b2 * (g * g - *v);
+                *w -= lr_t * *m / (v.sqrt() + eps);
+            });
+        },
+    );
 }
 
 /// The optimizer to train with, as chosen on the command line.
@@ -416,6 +464,41 @@ mod tests {
                 "{got} vs {expected:?}"
             );
         }
+    }
+
+    /// A large parameter's update, shared by two threads, reaches every element exactly once.
+    #[test]
+    fn shared_updates_cover_every_element_once() {
+        for (rows, cols) in [(300, 200), (8, 5000), (1, 40_000), (3, 7)] {
+            let mut a = Array2::<u32>::zeros((rows, cols));
+            let b = Array2::<u32>::from_elem((rows, cols), 3);
+            let len = a.len();
+            for_each_shared(
+                Zip::from(&mut a).and(&b),
+                len,
+                |zip| zip.split(),
+                |zip| zip.for_each(|a, &b| *a += b),
+            );
+            assert!(a.iter().all(|&v| v == 3), "{rows} x {cols}");
+        }
+    }
+
+    /// SGD on a parameter large enough to be shared is `W - lr · dW`, bit for bit.
+    #[test]
+    fn sgd_on_a_large_parameter_is_exact() {
+        let (input, output) = (256, 160);
+        let w = Array2::from_shape_fn((input, output), |(i, j)| {
+            ((i * 31 + j * 7) % 97) as f32 / 97.0
+        });
+        let mut affine = Affine::new(w.clone(), Array1::zeros(output));
+        let x = Array2::from_shape_fn((3, input), |(i, j)| ((i + j) % 5) as f32 - 2.0);
+        let dout = Array2::from_shape_fn((3, output), |(i, j)| ((i * j) % 7) as f32 / 7.0);
+        affine.forward(x.into_dyn());
+        affine.backward(dout.into_dyn());
+        assert!(affine.w().len() >= SHARED_UPDATE_ELEMENTS);
+        let expected = &w - &(affine.dw() * 0.1);
+        Sgd::new().step_layer(&mut affine, 0.1);
+        assert_eq!(affine.w(), &expected);
     }
 
     fn first_updates<A: NdFloat + 'static>(tol: f64) {
