@@ -36,11 +36,11 @@
 //! `f32` or `f64` in standard layout), products go to `ndarray`'s `general_mat_mul` (the
 //! `matrixmultiply` crate), which allocates packing buffers in every call.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::ops::Range;
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, ArrayView2, Axis, NdFloat, Slice};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis, NdFloat, Slice};
 
 /// Products of more multiply-adds than this (the whole product's, whatever the block) go to
 /// `matrixmultiply`, whose packed and blocked kernels win once the operands outgrow the caches:
@@ -154,7 +154,7 @@ pub(crate) fn product<A: NdFloat>(
     b_t: bool,
     rows: Range<usize>,
     cols: Range<usize>,
-    out: &mut Array2<A>,
+    mut out: ArrayViewMut2<'_, A>,
     at: (usize, usize),
     scratch: &mut Vec<A>,
 ) {
@@ -208,7 +208,7 @@ pub(crate) fn product<A: NdFloat>(
             ($t:ident, $avx2:ident, $avx512:ident) => {
                 if let (Some(block), Some(out), Some(scratch)) = (
                     Block::<$t>::new(a, a_t, b, b_t, &rows, &cols, at, ldo),
-                    as_slice_mut::<A, $t>(out),
+                    out.as_slice_mut().and_then(cast_slice_mut::<A, $t>),
                     (scratch as &mut dyn Any).downcast_mut::<Vec<$t>>(),
                 ) {
                     #[allow(unsafe_code)]
@@ -236,14 +236,14 @@ fn fallback<A: NdFloat>(
     b: ArrayView2<'_, A>,
     rows: Range<usize>,
     cols: Range<usize>,
-    out: &mut Array2<A>,
+    out: ArrayViewMut2<'_, A>,
     at: (usize, usize),
 ) {
     let (m, n) = (rows.len(), cols.len());
     let a = a.slice_axis(Axis(0), Slice::from(rows));
     let b = b.slice_axis(Axis(1), Slice::from(cols));
     let mut c = out
-        .slice_axis_mut(Axis(0), Slice::from(at.0..at.0 + m))
+        .slice_axis_move(Axis(0), Slice::from(at.0..at.0 + m))
         .slice_axis_move(Axis(1), Slice::from(at.1..at.1 + n));
     general_mat_mul(A::one(), &a, &b, A::zero(), &mut c);
 }
@@ -254,12 +254,15 @@ fn as_slice<A: 'static, T: 'static>(m: &Array2<A>) -> Option<&[T]> {
     (m as &dyn Any).downcast_ref::<Array2<T>>()?.as_slice()
 }
 
-/// `m`'s elements as a mutable `T` slice, if they are `T` and `m` is in standard layout.
+/// `s` as a `T` slice, if its elements are `T`.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-fn as_slice_mut<A: 'static, T: 'static>(m: &mut Array2<A>) -> Option<&mut [T]> {
-    (m as &mut dyn Any)
-        .downcast_mut::<Array2<T>>()?
-        .as_slice_mut()
+fn cast_slice_mut<A: 'static, T: 'static>(s: &mut [A]) -> Option<&mut [T]> {
+    if TypeId::of::<A>() != TypeId::of::<T>() {
+        return None;
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: `A` and `T` are the same type.
+    Some(unsafe { &mut *(std::ptr::from_mut(s) as *mut [T]) })
 }
 
 /// One product as the kernels read it: both operands as row-major slices of `T`.
@@ -1001,7 +1004,7 @@ mod tests {
                     b_t,
                     rows,
                     cols,
-                    &mut out,
+                    out.view_mut(),
                     at,
                     &mut scratch,
                 );
@@ -1063,7 +1066,7 @@ mod tests {
                     y_t,
                     0..2,
                     0..2,
-                    &mut out,
+                    out.view_mut(),
                     (0, 0),
                     scratch,
                 );
@@ -1087,7 +1090,7 @@ mod tests {
                 b_t,
                 0..3,
                 2..9,
-                &mut out,
+                out.view_mut(),
                 (1, 0),
                 &mut Vec::new(),
             );
@@ -1118,7 +1121,7 @@ mod tests {
                     b_t,
                     0..m,
                     0..n,
-                    &mut whole,
+                    whole.view_mut(),
                     (0, 0),
                     &mut scratch,
                 );
@@ -1136,7 +1139,7 @@ mod tests {
                         b_t,
                         rows,
                         cols,
-                        &mut again,
+                        again.view_mut(),
                         (0, 0),
                         &mut scratch,
                     );
@@ -1153,7 +1156,7 @@ mod tests {
                         b_t,
                         rows.clone(),
                         cols.clone(),
-                        &mut part,
+                        part.view_mut(),
                         (0, 0),
                         &mut scratch,
                     );

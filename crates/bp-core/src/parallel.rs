@@ -466,45 +466,15 @@ impl<'a, A> Operand<'a, A> {
     }
 }
 
-/// A part of a product's output: some of its rows, or some of its columns.
-#[derive(Clone, Debug)]
-enum Part {
-    Rows(Range<usize>),
-    Cols(Range<usize>),
-}
-
-impl Part {
-    /// This part of `c`.
-    fn of<'c, A>(&self, c: &'c mut Array2<A>) -> ArrayViewMut2<'c, A> {
-        match self {
-            Part::Rows(rows) => c.slice_axis_mut(Axis(0), Slice::from(rows.clone())),
-            Part::Cols(cols) => c.slice_axis_mut(Axis(1), Slice::from(cols.clone())),
-        }
-    }
-
-    /// Where this part starts in the whole product.
-    fn at(&self) -> (usize, usize) {
-        match self {
-            Part::Rows(rows) => (rows.start, 0),
-            Part::Cols(cols) => (0, cols.start),
-        }
-    }
-}
-
-/// `part` of `op(a) · op(b)`, written into `out` from `at` on.
+/// Rows `rows` and columns `cols` of `op(a) · op(b)`, written into `out` from its first element on.
 fn product_part<A: NdFloat>(
     a: Operand<'_, A>,
-    part: &Part,
     b: Operand<'_, A>,
-    out: &mut Array2<A>,
-    at: (usize, usize),
+    rows: Range<usize>,
+    cols: Range<usize>,
+    out: ArrayViewMut2<'_, A>,
     scratch: &mut Vec<A>,
 ) {
-    let (m, n) = (a.view().nrows(), b.view().ncols());
-    let (rows, cols) = match part {
-        Part::Rows(rows) => (rows.clone(), 0..n),
-        Part::Cols(cols) => (0..m, cols.clone()),
-    };
     gemm::product(
         gemm::Kernels::detect(),
         a.array,
@@ -514,7 +484,7 @@ fn product_part<A: NdFloat>(
         rows,
         cols,
         out,
-        at,
+        (0, 0),
         scratch,
     );
 }
@@ -526,7 +496,8 @@ fn whole<A: NdFloat>(
     c: &mut Array2<A>,
     scratch: &mut Vec<A>,
 ) {
-    product_part(a, &Part::Rows(0..c.nrows()), b, c, (0, 0), scratch);
+    let (m, n) = c.dim();
+    product_part(a, b, 0..m, 0..n, c.view_mut(), scratch);
 }
 
 /// Whether a product of `m x k` by `k x n` is worth splitting.
@@ -605,8 +576,9 @@ impl<A: NdFloat> Products<A> {
     }
 }
 
-/// `c = op(a) · op(b)`, cut in two and shared through [`join`]; the helper's part goes through a
-/// buffer from `spares`, kept there afterwards.
+/// `c = op(a) · op(b)`, cut in two and shared through [`join`]. A cut by rows gives each thread
+/// its own rows of `c`; a cut by columns sends the helper's part through a buffer from `spares`
+/// (its columns are not contiguous in `c`), kept there afterwards.
 fn split<A: NdFloat>(
     a: Operand<'_, A>,
     b: Operand<'_, A>,
@@ -617,27 +589,181 @@ fn split<A: NdFloat>(
 ) {
     let (m, n) = c.dim();
     gemm::reserve_scratch(helper_scratch, a.transposed, b.array, b.transposed);
-    // Cut at a multiple of 16 (whole vectors in every kernel) at or below the middle: the
-    // caller also copies the helper's part, so it takes the smaller share.
-    let cut = |len: usize| (len / 2 / 16 * 16).max(16).min(len);
-    let (mine, theirs, dim) = if n > m {
-        let split = cut(n);
-        (Part::Cols(0..split), Part::Cols(split..n), (m, n - split))
-    } else {
-        let split = cut(m);
-        (Part::Rows(0..split), Part::Rows(split..m), (m - split, n))
-    };
+    if n <= m {
+        let cut = m / 2;
+        let (top, bottom) = c.view_mut().split_at(Axis(0), cut);
+        join(
+            || product_part(a, b, 0..cut, 0..n, top, scratch),
+            || product_part(a, b, cut..m, 0..n, bottom, helper_scratch),
+        );
+        return;
+    }
+    // At a multiple of 16 (whole vectors in every kernel) at or below the middle: the caller also
+    // copies the helper's part, so it takes the smaller share.
+    let cut = (n / 2 / 16 * 16).max(16).min(n);
+    let dim = (m, n - cut);
     let mut out = match spares.iter().position(|s| s.dim() == dim) {
         Some(i) => spares.swap_remove(i),
         None => Array2::zeros(dim),
     };
     join(
-        || product_part(a, &mine, b, c, mine.at(), scratch),
-        || product_part(a, &theirs, b, &mut out, (0, 0), helper_scratch),
+        || product_part(a, b, 0..m, 0..cut, c.view_mut(), scratch),
+        || product_part(a, b, 0..m, cut..n, out.view_mut(), helper_scratch),
     );
-    theirs.of(c).assign(&out);
+    c.slice_axis_mut(Axis(1), Slice::from(cut..)).assign(&out);
     if spares.len() == MAX_SPARES {
         spares.remove(0);
     }
     spares.push(out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::init::randn;
+    use rand::SeedableRng;
+    use rand_xoshiro::Xoshiro256PlusPlus;
+
+    /// The split product equals the single-threaded one bit for bit, for a cut by rows (C taller
+    /// than wide) and by columns (C wider than tall), with transposed operands, in the kernels and
+    /// in `matrixmultiply`, again and again with the same buffers.
+    fn split_equals_unsplit<A: NdFloat>() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(7);
+        let (mut scratch, mut helper_scratch, mut spares) = (Vec::new(), Vec::new(), Vec::new());
+        // (m, k, n, a transposed, b transposed)
+        for (m, k, n, a_t, b_t) in [
+            (100, 300, 40, false, false),
+            (37, 200, 130, false, true),
+            (300, 64, 50, true, false),
+            (90, 33, 90, true, true),
+            // Between the two kernel sizes: `matrixmultiply` with AVX2, the kernels with AVX-512.
+            (100, 784, 120, false, false),
+            // Beyond both: `matrixmultiply`.
+            (100, 784, 900, false, false),
+        ] {
+            let a_dim = if a_t { (k, m) } else { (m, k) };
+            let b_dim = if b_t { (n, k) } else { (k, n) };
+            let a = randn::<A, _, _>(a_dim, 1.0, &mut rng);
+            let b = randn::<A, _, _>(b_dim, 1.0, &mut rng);
+            let (a, b) = (Operand::new(&a, a_t), Operand::new(&b, b_t));
+            let mut expected = Array2::zeros((m, n));
+            whole(a, b, &mut expected, &mut Vec::new());
+            for _ in 0..5 {
+                let mut c = Array2::from_elem((m, n), A::nan());
+                split(a, b, &mut c, &mut scratch, &mut helper_scratch, &mut spares);
+                assert_eq!(c, expected, "{m}x{k}x{n}");
+            }
+        }
+    }
+
+    #[test]
+    fn split_products_equal_unsplit_ones_f32() {
+        split_equals_unsplit::<f32>();
+    }
+
+    #[test]
+    fn split_products_equal_unsplit_ones_f64() {
+        split_equals_unsplit::<f64>();
+    }
+
+    /// A layer's products, split or not, equal the single-threaded ones.
+    #[test]
+    fn products_equal_the_single_threaded_ones() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(8);
+        let products = Products::<f32>::new();
+        for (m, k, n) in [(100, 784, 50), (784, 100, 50), (4, 5, 6)] {
+            let a = randn::<f32, _, _>((m, k), 1.0, &mut rng);
+            let b = randn::<f32, _, _>((k, n), 1.0, &mut rng);
+            let (a, b) = (Operand::new(&a, false), Operand::new(&b, false));
+            let mut expected = Array2::zeros((m, n));
+            whole(a, b, &mut expected, &mut Vec::new());
+            let mut c = Array2::zeros((m, n));
+            products.product(a, b, &mut c);
+            assert_eq!(c, expected, "{m}x{k}x{n}");
+        }
+    }
+
+    /// Both closures run once, whoever runs the second, and their results come back in order;
+    /// a `join` inside a `join` runs too (on one thread).
+    #[test]
+    fn join_runs_both_closures_once() {
+        for _ in 0..200 {
+            let mut left = vec![0u32; 64];
+            let mut right = vec![0u32; 64];
+            let (a, (b, c)) = join(
+                || {
+                    left.iter_mut().for_each(|v| *v += 1);
+                    left.len()
+                },
+                || {
+                    right.iter_mut().for_each(|v| *v += 2);
+                    join(|| 3, || "four")
+                },
+            );
+            assert_eq!((a, b, c), (64, 3, "four"));
+            assert!(left.iter().all(|&v| v == 1) && right.iter().all(|&v| v == 2));
+        }
+    }
+
+    /// A panic in either closure reaches the caller, after the other closure has finished.
+    #[test]
+    fn join_raises_either_panic_after_both_finish() {
+        for first_panics in [true, false] {
+            let finished = AtomicBool::new(false);
+            let result = panic::catch_unwind(AssertUnwindSafe(|| {
+                join(
+                    || {
+                        if first_panics {
+                            panic!("first");
+                        }
+                        finished.store(true, Ordering::SeqCst);
+                    },
+                    || {
+                        if !first_panics {
+                            panic!("second");
+                        }
+                        std::thread::sleep(Duration::from_millis(2));
+                        finished.store(true, Ordering::SeqCst);
+                    },
+                )
+            }));
+            let payload = result.expect_err("the panic comes through");
+            let message = payload.downcast_ref::<&str>().copied();
+            assert_eq!(message, Some(if first_panics { "first" } else { "second" }));
+            assert!(finished.load(Ordering::SeqCst));
+        }
+        // The helper is still there for the next `join`.
+        assert_eq!(join(|| 1, || 2), (1, 2));
+    }
+
+    /// A miss sends 2 `join`s to the caller alone; misses in a row double that up to 64; a shared
+    /// `join` starts again from 2.
+    #[test]
+    fn cooldowns_double_while_the_helper_keeps_missing() {
+        let mut cooldown = Cooldown::new();
+        assert_eq!(cooldown.alone(), None);
+        let mut lengths = Vec::new();
+        for _ in 0..7 {
+            cooldown.missed();
+            let mut alone = 0;
+            while let Some(last) = cooldown.alone() {
+                alone += 1;
+                assert_eq!(last, cooldown.left == 0);
+            }
+            lengths.push(alone);
+        }
+        assert_eq!(lengths, [2, 4, 8, 16, 32, 64, 64]);
+        cooldown.shared();
+        cooldown.missed();
+        assert_eq!(
+            (cooldown.alone(), cooldown.alone(), cooldown.alone()),
+            (Some(false), Some(true), None)
+        );
+    }
+
+    #[test]
+    fn small_products_are_not_split() {
+        assert!(!worth_splitting(100, 50, 10));
+        assert!(!worth_splitting(8, 100_000, 8));
+    }
 }

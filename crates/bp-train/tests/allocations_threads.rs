@@ -1,7 +1,8 @@
-//! At the book's shapes (784-50-10, batch 100) the two large matrix products of a step are shared
-//! with the first layer's helper thread. A steady step must still allocate nothing (see
-//! `counting::allowed_per_step`): the helper's output buffers, the operands it shares and the
-//! thread itself are all set up in the first step and reused after.
+//! At the book's shapes (784-50-10, batch 100) the two large matrix products of a step, the batch
+//! gather and the update of `W1` are shared with bp-core's helper thread (`bp_core::join`). A
+//! steady step must still allocate nothing (see `counting::allowed_per_step`): the helper's
+//! buffers and the thread itself are set up in the first step and reused after, and a `join`
+//! hands the helper a pointer, not a boxed closure.
 //!
 //! A counting global allocator counts the allocations of every thread but the harness's main
 //! thread (see `counting::allocations`), the helper included, between consecutive steps of the real

@@ -8,7 +8,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// The number of allocations (and reallocations) so far, in every thread of the test: the thread
-/// that calls this, the threads it starts (bp-core's helper threads), and every other thread but
+/// that calls this, the threads it starts (bp-core's helper thread), and every other thread but
 /// the process's main thread.
 ///
 /// The test harness runs each test on a thread of its own while its main thread waits for the
