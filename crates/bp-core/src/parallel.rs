@@ -3,10 +3,10 @@
 //! [`join`] runs two closures, the first on the calling thread and the second on a helper thread
 //! that the process starts on first use (one for every caller), and returns when both are done.
 //! The layers' large matrix products use it: [`Products::product`] cuts `C = op(A) · op(B)` in two
-//! along the rows of `C` (or its columns, when `C` is wider than tall, so that each thread reads
-//! only half of the larger operand), the caller computes the first part straight into `C` while
-//! the helper computes the second into a buffer the layer keeps, which the caller then copies into
-//! place. Each output element is computed by exactly one thread, with the same operations in the
+//! along the rows of `C`, and each thread writes its own rows; or along its columns, when `C` is
+//! wider than tall, so that each thread reads only half of the larger operand, and then the helper
+//! writes its part into a buffer the layer keeps, which the caller copies into place (the part's
+//! columns are not contiguous in `C`). Each output element is computed by exactly one thread, with the same operations in the
 //! same order as in the unsplit product (see `gemm`; for the large products it leaves to
 //! `matrixmultiply`, that crate blocks the shared dimension identically whatever the rows and
 //! columns), so the result is bit for bit the one the single-threaded product gives, whatever the
@@ -104,7 +104,8 @@ pub fn threads() -> usize {
 /// depend on each other's progress (say, `b` waiting for something `a` does): each must be able to
 /// run to completion on its own.
 ///
-/// A panic in either closure is raised again on the calling thread once both are done.
+/// Both closures run to the end even if the other panics; then the panic (the first closure's,
+/// if both do) is raised again on the calling thread.
 ///
 /// ```
 /// let mut data = vec![1u64; 1000];
@@ -125,9 +126,18 @@ where
     match Lease::take() {
         Some(lease) => lease.join(a, b),
         None => {
-            let ra = a();
-            (ra, b())
+            let ra = panic::catch_unwind(AssertUnwindSafe(a));
+            let rb = panic::catch_unwind(AssertUnwindSafe(b));
+            both(ra, rb)
         }
+    }
+}
+
+/// Both results, or the first panic raised again.
+fn both<RA, RB>(ra: std::thread::Result<RA>, rb: std::thread::Result<RB>) -> (RA, RB) {
+    match (ra, rb) {
+        (Ok(ra), Ok(rb)) => (ra, rb),
+        (Err(payload), _) | (_, Err(payload)) => panic::resume_unwind(payload),
     }
 }
 
@@ -432,10 +442,7 @@ impl Lease {
             }
         }
         drop(self);
-        match (ra, rb.expect("the second closure ran")) {
-            (Ok(ra), Ok(rb)) => (ra, rb),
-            (Err(payload), _) | (_, Err(payload)) => panic::resume_unwind(payload),
-        }
+        both(ra, rb.expect("the second closure ran"))
     }
 }
 
@@ -551,7 +558,17 @@ impl<A: NdFloat> Products<A> {
     /// # Panics
     ///
     /// If the shapes do not fit.
+    #[track_caller]
     pub(crate) fn product(&self, a: Operand<'_, A>, b: Operand<'_, A>, c: &mut Array2<A>) {
+        let (m, k) = a.view().dim();
+        let n = b.view().ncols();
+        assert!(
+            b.view().nrows() == k && c.dim() == (m, n),
+            "matrix product of {:?} and {:?} into an output of shape {:?}",
+            a.view().shape(),
+            b.view().shape(),
+            c.shape()
+        );
         let mut guard = match self.buffers.try_lock() {
             Ok(guard) => guard,
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
@@ -567,8 +584,6 @@ impl<A: NdFloat> Products<A> {
         // Sized for every product, so that each thread's buffer has room for whichever part it
         // computes, and the helper never allocates.
         gemm::reserve_scratch(scratch, a.transposed, b.array, b.transposed);
-        let (m, k) = a.view().dim();
-        let n = b.view().ncols();
         if !worth_splitting(m, k, n) {
             return whole(a, b, c, scratch);
         }
