@@ -29,9 +29,10 @@ use crate::parallel::{Operand, Products};
 ///
 /// A large matrix product (about a million multiply-adds or more, such as `x · W` for a batch of
 /// 100 MNIST images and 50 hidden units) is shared with bp-core's helper thread through
-/// [`join`](crate::join), when the machine has a second CPU (see [`set_threads`](crate::set_threads)). Each
-/// output element is computed by one thread with the same operations as on one thread, so results
-/// are identical, bit for bit, whatever the number of threads or their timing.
+/// [`join`](crate::join), when the machine has a second CPU (see
+/// [`set_threads`](crate::set_threads)). Each output element is computed by one thread with the
+/// same operations as on one thread, so results are identical, bit for bit, whatever the number of
+/// threads or their timing.
 ///
 /// # Example: the bias gradient sums `dout` over the batch
 ///

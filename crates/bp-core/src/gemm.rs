@@ -32,10 +32,10 @@
 //! Most of the library crates' `unsafe` code is here (the rest is `parallel`'s hand-over of a
 //! closure to the helper thread): the calls into the kernels once the CPU has been checked, the
 //! vector loads and stores into bounds-checked slices, and the output seen as a slice of the
-//! element type it holds (`cast_slice_mut`). Elsewhere (products larger
-//! than [`MAX_KERNEL_FMAS`], or [`MAX_AVX512_KERNEL_FMAS`] with AVX-512, and operands that are not
-//! `f32` or `f64` in standard layout), products go to `ndarray`'s `general_mat_mul` (the
-//! `matrixmultiply` crate), which allocates packing buffers in every call.
+//! element type it holds (`cast_slice_mut`). Elsewhere (products larger than [`MAX_KERNEL_FMAS`],
+//! or [`MAX_AVX512_KERNEL_FMAS`] with AVX-512, and operands that are not `f32` or `f64` in standard
+//! layout), products go to `ndarray`'s `general_mat_mul` (the `matrixmultiply` crate), which
+//! allocates packing buffers in every call.
 
 use std::any::{Any, TypeId};
 use std::ops::Range;

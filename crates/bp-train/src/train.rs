@@ -581,8 +581,9 @@ fn gather<A: Copy + Send + Sync>(x: ArrayView2<'_, A>, indices: &[usize], out: &
     if dst.len() < SHARED_GATHER_ELEMENTS {
         return gather_rows(src, cols, indices, dst);
     }
-    // Halves of whole groups of rows.
-    let half = indices.len() / 2 / GATHER_ROWS * GATHER_ROWS;
+    // The halves a matrix product cuts the batch into, so that each thread's half of `x · W`
+    // reads the rows it copied.
+    let half = indices.len() / 2;
     let (top, bottom) = dst.split_at_mut(half * cols);
     bp_core::join(
         || gather_rows(src, cols, &indices[..half], top),
