@@ -720,6 +720,38 @@ mod tests {
         }
     }
 
+    /// Threads that `join` at the same time each get both of their results: one shares the
+    /// helper, the others run both closures themselves.
+    #[test]
+    fn concurrent_joins_keep_their_results_apart() {
+        std::thread::scope(|scope| {
+            for t in 0..4u64 {
+                scope.spawn(move || {
+                    for i in 0..500u64 {
+                        let mut data = vec![t; 256];
+                        let (left, right) = data.split_at_mut(100);
+                        let (a, b) = join(
+                            || {
+                                left.iter_mut()
+                                    .map(|v| std::mem::replace(v, i))
+                                    .sum::<u64>()
+                            },
+                            || {
+                                right
+                                    .iter_mut()
+                                    .map(|v| std::mem::replace(v, i + 1))
+                                    .sum::<u64>()
+                            },
+                        );
+                        assert_eq!((a, b), (100 * t, 156 * t));
+                        assert!(data[..100].iter().all(|&v| v == i));
+                        assert!(data[100..].iter().all(|&v| v == i + 1));
+                    }
+                });
+            }
+        });
+    }
+
     /// A panic in either closure reaches the caller, after the other closure has finished.
     #[test]
     fn join_raises_either_panic_after_both_finish() {
