@@ -4,9 +4,9 @@
 //! that the process starts on first use (one for every caller), and returns when both are done.
 //! The layers' large matrix products use it: [`Products::product`] cuts `C = op(A) · op(B)` in two
 //! along the rows of `C`, and each thread writes its own rows; or along its columns, when `C` is
-//! wider than tall, so that each thread reads only half of the larger operand, and then the helper
-//! writes its part into a buffer the layer keeps, which the caller copies into place (the part's
-//! columns are not contiguous in `C`). Each output element is computed by exactly one thread, with the same operations in the
+//! more than twice as wide as tall, so that each thread reads only half of the larger operand, and
+//! then the helper writes its part into a buffer the layer keeps, which the caller copies into
+//! place (the part's columns are not contiguous in `C`). Each output element is computed by exactly one thread, with the same operations in the
 //! same order as in the unsplit product (see `gemm`; for the large products it leaves to
 //! `matrixmultiply`, that crate blocks the shared dimension identically whatever the rows and
 //! columns), so the result is bit for bit the one the single-threaded product gives, whatever the
@@ -604,7 +604,10 @@ fn split<A: NdFloat>(
 ) {
     let (m, n) = c.dim();
     gemm::reserve_scratch(helper_scratch, a.transposed, b.array, b.transposed);
-    if n <= m {
+    // By rows unless `C` is more than twice as wide as tall: a cut by rows copies nothing, but
+    // each thread then reads all of `op(b)`. The wide net's `dW1` (784 x 800) is cut by rows, its
+    // `x · W1` (100 x 800) by columns.
+    if n <= 2 * m {
         let cut = m / 2;
         let (top, bottom) = c.view_mut().split_at(Axis(0), cut);
         join(
@@ -640,8 +643,8 @@ mod tests {
     use rand_xoshiro::Xoshiro256PlusPlus;
 
     /// The split product equals the single-threaded one bit for bit, for a cut by rows (C taller
-    /// than wide) and by columns (C wider than tall), with transposed operands, in the kernels and
-    /// in `matrixmultiply`, again and again with the same buffers.
+    /// than wide, or wider by up to twice) and by columns (C wider than that), with transposed
+    /// operands, in the kernels and in `matrixmultiply`, again and again with the same buffers.
     fn split_equals_unsplit<A: NdFloat>() {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(7);
         let (mut scratch, mut helper_scratch, mut spares) = (Vec::new(), Vec::new(), Vec::new());
@@ -651,6 +654,7 @@ mod tests {
             (37, 200, 130, false, true),
             (300, 64, 50, true, false),
             (90, 33, 90, true, true),
+            (64, 100, 120, true, false),
             // Between the two kernel sizes: `matrixmultiply` with AVX2, the kernels with AVX-512.
             (100, 784, 120, false, false),
             // Beyond both: `matrixmultiply`.
