@@ -540,13 +540,13 @@ where
     })
 }
 
-/// Batch buffers the training loop takes in turn when large matrix products may be shared with a
-/// helper thread (`bp_core::threads() > 1`). The helper reads each batch, so the buffer just used
-/// sits in both cores' caches, and gathering into it again would first have to take its lines back
-/// from the other core; a buffer last used 8 steps ago is mostly gone from it. The book's run
-/// on two threads, 8 buffers against 1, alternating: `f32` 1.80 s against 1.96 s (medians of 22
-/// runs, faster in 15), `f64` 3.20 s against 3.66 s (8 runs, faster in all). With one thread a
-/// single buffer stays in the cache and is faster.
+/// Batch buffers the training loop takes in turn when work may be shared with bp-core's helper
+/// thread (`bp_core::threads() > 1`). The helper gathers half of each batch and reads part of the
+/// other half in `dW1 = xᵀ · dout`, so the buffer just used sits in both cores' caches, and
+/// gathering into it again would first have to take its lines back from the other core; a buffer
+/// last used 8 steps ago is mostly gone from them. The book's run (`bp-train -q`) on two threads,
+/// 8 buffers against 1, alternating: 1.31 s against 1.37 s (medians of 10 runs, faster in 9). With
+/// one thread a single buffer stays in the cache and is faster.
 const SHARED_BATCH_BUFFERS: usize = 8;
 
 /// Rows gathered together: [`gather`] copies a slice of each of these many rows before the next
