@@ -32,18 +32,31 @@ pub fn sha256_file(path: impl AsRef<Path>) -> Result<String, DataError> {
             source,
         }
     };
-    let mut file = File::open(path).map_err(io_error("open"))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => hasher.update(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(io_error("read")(e)),
-        }
+    let file = File::open(path).map_err(io_error("open"))?;
+    sha256_reader(file).map_err(io_error("read"))
+}
+
+/// The SHA-256 of everything `reader` yields, as 64 lowercase hex digits. `io::copy` does the reading
+/// (retrying `Interrupted`); writing into the hasher cannot fail, so every error is the reader's.
+fn sha256_reader(mut reader: impl Read) -> io::Result<String> {
+    let mut hasher = HashWriter(Sha256::new());
+    io::copy(&mut reader, &mut hasher)?;
+    Ok(hex(&hasher.0.finalize()))
+}
+
+/// Feeds the bytes written to it into the hasher: sha2 0.11 (digest 0.11) no longer implements
+/// `io::Write` for its hashers, and this is all of what the `digest-io` crate would add here.
+struct HashWriter(Sha256);
+
+impl io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
     }
-    Ok(hex(&hasher.finalize()))
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Checks each file against the checksum list `sums`, which lists files by name in the format of
@@ -170,6 +183,72 @@ mod tests {
     use super::*;
 
     const ABC: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
+    /// Yields one byte per call, with `Interrupted` before every other byte.
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        interrupt: bool,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.interrupt = !self.interrupt;
+            if self.interrupt {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            let n = buf.len().min(self.bytes.len()).min(1);
+            buf[..n].copy_from_slice(&self.bytes[..n]);
+            self.bytes = &self.bytes[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn hashes_a_reader_in_pieces_through_interruptions() {
+        let trickle = Trickle {
+            bytes: b"abc",
+            interrupt: false,
+        };
+        assert_eq!(sha256_reader(trickle).unwrap(), ABC);
+        // Longer than io::copy's buffer, so the hasher is fed in several writes: SHA-256 of a million
+        // 'a's, the FIPS 180-2 test vector.
+        let million = vec![b'a'; 1_000_000];
+        assert_eq!(
+            sha256_reader(&million[..]).unwrap(),
+            "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"
+        );
+        assert_eq!(
+            sha256_reader(io::empty()).unwrap(),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn a_read_error_is_returned() {
+        struct Broken;
+        impl Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::other("disk on fire"))
+            }
+        }
+        let err = sha256_reader(Broken).unwrap_err();
+        assert_eq!(err.to_string(), "disk on fire");
+    }
+
+    #[test]
+    fn file_errors_say_whether_open_or_read_failed() {
+        let dir = std::env::temp_dir();
+        let missing = dir.join(format!("bp-data-no-such-file-{}", std::process::id()));
+        assert!(matches!(
+            sha256_file(&missing),
+            Err(DataError::Io { action: "open", file, .. }) if file == missing
+        ));
+        // A directory opens but cannot be read.
+        assert!(matches!(
+            sha256_file(&dir),
+            Err(DataError::Io { action: "read", file, .. }) if file == dir
+        ));
+    }
 
     #[test]
     fn hex_is_lowercase_two_digits_per_byte() {

@@ -298,6 +298,59 @@ pub enum DataError {
         num_classes: usize,
     },
 
+    /// With the class count taken from the labels (`num_classes: None`), the largest label leaves
+    /// classes below it that no training or test label uses. The count would then include classes the
+    /// network can never learn, and a stray or shifted label (a 12 among digits, labels counted
+    /// from one) is far likelier than a data set with empty classes, so the loader refuses rather
+    /// than guess. A caller who knows better passes the count (`num_classes: Some(n)`; bp-train's
+    /// `--classes N`).
+    ///
+    /// ```
+    /// use bp_data::{Compression, DataError, MnistOptions, load_mnist, write_idx};
+    /// use ndarray::{Array1, Array3};
+    ///
+    /// let dir = std::env::temp_dir().join(format!("bp-data-doc-empty-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir)?;
+    /// // Digits 0-9 and one 12, at index 10: classes 10 and 11 have no example.
+    /// let train = Array1::from(vec![0u8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 12]);
+    /// let test = Array1::from(vec![0u8, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    /// write_idx(dir.join("train-images-idx3-ubyte"), &Array3::<u8>::zeros((11, 2, 2)), Compression::None)?;
+    /// write_idx(dir.join("train-labels-idx1-ubyte"), &train, Compression::None)?;
+    /// write_idx(dir.join("t10k-images-idx3-ubyte"), &Array3::<u8>::zeros((10, 2, 2)), Compression::None)?;
+    /// write_idx(dir.join("t10k-labels-idx1-ubyte"), &test, Compression::None)?;
+    ///
+    /// let infer = MnistOptions { num_classes: None, ..MnistOptions::default() };
+    /// let err = load_mnist::<f32>(&dir, &infer).unwrap_err();
+    /// let DataError::EmptyClasses { label, index, empty_classes, .. } = &err else { unreachable!() };
+    /// assert_eq!((*label, *index, &empty_classes[..]), (12, 10, &[10, 11][..]));
+    /// assert!(err.to_string().ends_with(
+    ///     "the largest label, 12 at index 10, makes 13 classes, but classes 10, 11 have no example \
+    ///      in the training or test labels; if the data really has 13 classes, say so with --classes 13"
+    /// ));
+    ///
+    /// // Told the count, the loader takes the files as they are.
+    /// let thirteen = MnistOptions { num_classes: Some(13), ..MnistOptions::default() };
+    /// assert_eq!(load_mnist::<f32>(&dir, &thirteen)?.num_classes, 13);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[error(
+        "{}: the largest label, {label} at index {index}, makes {} classes, but {} no example in the \
+         training or test labels; if the data really has {} classes, say so with --classes {}",
+        file.display(), label + 1, empty_clause(empty_classes), label + 1, label + 1
+    )]
+    EmptyClasses {
+        /// The label file holding the largest label: the training labels if it occurs there, else the
+        /// test labels.
+        file: PathBuf,
+        /// The position of the largest label's first occurrence in that file.
+        index: usize,
+        /// The largest label.
+        label: usize,
+        /// The classes below it that no training or test label uses, in increasing order.
+        empty_classes: Vec<usize>,
+    },
+
     /// The training and test images differ in size.
     #[error(
         "the images in {} are {}x{} but those in {} are {}x{}",
@@ -358,6 +411,39 @@ pub enum DataError {
     },
 }
 
+/// `class 3 has` or `classes 1, 3-5, 8, 9 have`: runs of three or more classes as a range, so that
+/// the clause stays short however many classes are empty.
+fn empty_clause(classes: &[usize]) -> String {
+    let mut list = String::new();
+    let mut i = 0;
+    while i < classes.len() {
+        let mut j = i;
+        while j + 1 < classes.len() && classes[j + 1] == classes[j] + 1 {
+            j += 1;
+        }
+        if !list.is_empty() {
+            list.push_str(", ");
+        }
+        match j - i {
+            0 => {
+                let _ = write!(list, "{}", classes[i]);
+            }
+            1 => {
+                let _ = write!(list, "{}, {}", classes[i], classes[j]);
+            }
+            _ => {
+                let _ = write!(list, "{}-{}", classes[i], classes[j]);
+            }
+        }
+        i = j + 1;
+    }
+    if classes.len() == 1 {
+        format!("class {list} has")
+    } else {
+        format!("classes {list} have")
+    }
+}
+
 /// What the first bytes of a non-IDX file suggest it is, as a clause to append to the message.
 fn magic_hint(magic: &[u8; 4]) -> String {
     let hint = match magic {
@@ -396,6 +482,19 @@ mod tests {
         assert!(magic_hint(&[0x28, 0xb5, 0x2f, 0xfd]).contains("zstd"));
         assert!(magic_hint(b"5 0 ").contains("text"));
         assert_eq!(magic_hint(&[1, 2, 3, 4]), "");
+    }
+
+    #[test]
+    fn empty_classes_are_listed_compactly() {
+        assert_eq!(empty_clause(&[0]), "class 0 has");
+        assert_eq!(empty_clause(&[10, 11]), "classes 10, 11 have");
+        assert_eq!(empty_clause(&[10, 11, 12]), "classes 10-12 have");
+        assert_eq!(
+            empty_clause(&[1, 3, 4, 5, 8, 9, 20]),
+            "classes 1, 3-5, 8, 9, 20 have"
+        );
+        let all: Vec<usize> = (1..255).collect();
+        assert_eq!(empty_clause(&all), "classes 1-254 have");
     }
 
     #[test]

@@ -31,7 +31,9 @@ pub struct MnistOptions {
     pub flatten: bool,
     /// Labels as one-hot rows, shape (N, num_classes); otherwise class indices.
     pub one_hot_label: bool,
-    /// The number of classes: every label must be below it. `None` takes the largest label plus one.
+    /// The number of classes: every label must be below it. `None` takes the largest label plus one,
+    /// and refuses ([`DataError::EmptyClasses`]) labels that leave a class below the largest without
+    /// an example in the training or test set; `Some(n)` accepts such gaps.
     pub num_classes: Option<usize>,
     /// Check the four files against the `SHA256SUMS` list in the same directory before loading.
     pub verify_checksums: bool,
@@ -241,7 +243,9 @@ fn find_one(dir: &Path, stem: &str, idx: &str, what: &'static str) -> Result<Pat
 ///
 /// The files are found as [`MnistFiles::find`] says and read as IDX (gzip'd or raw). The images must be
 /// `u8` of shape (N, rows, cols), any size but the same for training and test; the labels `u8` of
-/// shape (N) with the same N as their images, each below `opts.num_classes`. Every check failure is a
+/// shape (N) with the same N as their images, each below `opts.num_classes`. When `opts.num_classes`
+/// is `None`, the count is the largest label plus one, and every class below the largest must occur
+/// in the training or test labels ([`DataError::EmptyClasses`] otherwise). Every check failure is a
 /// [`DataError`] naming the file.
 ///
 /// Pixels become `A` as `p / 255` when `opts.normalize` (exactly as NumPy's
@@ -311,10 +315,12 @@ pub fn load_mnist<A: NdFloat>(
 
     let num_classes = match opts.num_classes {
         Some(k) => k,
-        None => {
-            let max = train_labels.iter().chain(&test_labels).copied().max();
-            max.map_or(0, |m| usize::from(m) + 1)
-        }
+        None => infer_num_classes(
+            &files.train_labels,
+            &train_labels,
+            &files.test_labels,
+            &test_labels,
+        )?,
     };
     check_labels(&files.train_labels, &train_labels, num_classes)?;
     check_labels(&files.test_labels, &test_labels, num_classes)?;
@@ -366,6 +372,38 @@ fn check_count(
         });
     }
     Ok(())
+}
+
+/// The largest label plus one, if every class below the largest occurs in the training or the test
+/// labels; [`DataError::EmptyClasses`] naming the file that holds the largest label otherwise.
+fn infer_num_classes(
+    train_file: &Path,
+    train: &[u8],
+    test_file: &Path,
+    test: &[u8],
+) -> Result<usize, DataError> {
+    let mut seen = [false; 256];
+    for &t in train.iter().chain(test) {
+        seen[usize::from(t)] = true;
+    }
+    let Some(largest) = seen.iter().rposition(|&s| s) else {
+        return Ok(0);
+    };
+    let empty_classes: Vec<usize> = (0..largest).filter(|&c| !seen[c]).collect();
+    if empty_classes.is_empty() {
+        return Ok(largest + 1);
+    }
+    let first = |labels: &[u8]| labels.iter().position(|&t| usize::from(t) == largest);
+    let (file, index) = match first(train) {
+        Some(index) => (train_file, index),
+        None => (test_file, first(test).unwrap_or_default()),
+    };
+    Err(DataError::EmptyClasses {
+        file: file.to_path_buf(),
+        index,
+        label: largest,
+        empty_classes,
+    })
 }
 
 fn check_labels(file: &Path, labels: &[u8], num_classes: usize) -> Result<(), DataError> {
@@ -462,6 +500,27 @@ mod tests {
                 "train-images.idx3-ubyte"
             ]
         );
+    }
+
+    #[test]
+    fn class_count_inferred_only_without_gaps() {
+        let (train, test) = (Path::new("train"), Path::new("test"));
+        assert_eq!(infer_num_classes(train, &[2, 0], test, &[1]).unwrap(), 3);
+        assert_eq!(infer_num_classes(train, &[], test, &[]).unwrap(), 0);
+        // 3 is only in the test labels, the largest, 5, in both: the training file is named.
+        let err = infer_num_classes(train, &[0, 1, 2, 5, 5], test, &[5, 3]).unwrap_err();
+        assert!(matches!(
+            &err,
+            DataError::EmptyClasses { file, index: 3, label: 5, empty_classes }
+                if file == train && empty_classes == &[4]
+        ));
+        // Labels counted from 1, the largest only in the test labels.
+        let err = infer_num_classes(train, &[1, 2], test, &[2, 3, 3]).unwrap_err();
+        assert!(matches!(
+            &err,
+            DataError::EmptyClasses { file, index: 1, label: 3, empty_classes }
+                if file == test && empty_classes == &[0]
+        ));
     }
 
     #[test]

@@ -322,6 +322,188 @@ fn labels_must_be_below_the_class_count() {
     ));
 }
 
+fn infer() -> MnistOptions {
+    MnistOptions {
+        num_classes: None,
+        ..MnistOptions::default()
+    }
+}
+
+fn count(k: usize) -> MnistOptions {
+    MnistOptions {
+        num_classes: Some(k),
+        ..MnistOptions::default()
+    }
+}
+
+/// A data set with the given labels and random 3x3 images.
+fn with_labels(dir: &Path, seed: u64, train: &[u8], test: &[u8]) {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    let mut set = random_set(&mut rng, train.len(), test.len(), 3);
+    set.train_t = Array1::from(train.to_vec());
+    set.test_t = Array1::from(test.to_vec());
+    write_set(dir, &set, GZ_NAMES);
+}
+
+#[test]
+fn classes_without_examples_below_the_largest_label_are_refused() {
+    let dir = TempDir::new("empty-classes");
+    // Digits 0-9 and a single 12 at index 10 (then 3 more digits): 10 and 11 never occur.
+    let train = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 7, 0, 4];
+    let test = [9, 8, 7, 6, 5, 4, 3, 2, 1, 0];
+    with_labels(dir.path(), 20, &train, &test);
+    let train_labels = dir.join(GZ_NAMES[1]);
+
+    let err = load_mnist::<f32>(dir.path(), &infer()).unwrap_err();
+    let DataError::EmptyClasses {
+        file,
+        index,
+        label,
+        empty_classes,
+    } = &err
+    else {
+        panic!("expected EmptyClasses, got {err:?}");
+    };
+    assert_eq!(file, &train_labels);
+    assert_eq!((*index, *label), (10, 12));
+    assert_eq!(empty_classes, &[10, 11]);
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: the largest label, 12 at index 10, makes 13 classes, but classes 10, 11 have no \
+             example in the training or test labels; if the data really has 13 classes, say so with \
+             --classes 13",
+            train_labels.display()
+        )
+    );
+
+    // Told there are 13 classes, the loader takes the same files, labels and all.
+    let m = load_mnist::<f32>(dir.path(), &count(13)).unwrap();
+    assert_eq!(m.num_classes, 13);
+    let want: Vec<usize> = train.iter().map(|&t| usize::from(t)).collect();
+    assert_eq!(m.t_train.as_index().unwrap(), &want[..]);
+    assert_eq!(m.t_test.as_index().unwrap()[..3], [9, 8, 7]);
+    let one_hot = MnistOptions {
+        one_hot_label: true,
+        ..count(13)
+    };
+    let m = load_mnist::<f64>(dir.path(), &one_hot).unwrap();
+    let t = m.t_train.as_one_hot().unwrap();
+    assert_eq!(t.dim(), (14, 13));
+    assert_eq!(t[[10, 12]], 1.0);
+    assert_eq!(t.row(10).sum(), 1.0);
+    assert_eq!(t.column(10).sum() + t.column(11).sum(), 0.0);
+
+    // A count that leaves the 12 out is still refused, as any label at or above the count.
+    assert!(matches!(
+        load_mnist::<f32>(dir.path(), &count(12)),
+        Err(DataError::LabelOutOfRange {
+            index: 10,
+            label: 12,
+            num_classes: 12,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn classes_with_examples_only_in_the_test_labels_are_not_empty() {
+    let dir = TempDir::new("test-only-classes");
+    // 10 occurs only in the test labels, and so does the largest label, 12, first at index 2.
+    with_labels(
+        dir.path(),
+        21,
+        &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+        &[1, 10, 12, 12],
+    );
+    let err = load_mnist::<f32>(dir.path(), &infer()).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            DataError::EmptyClasses { file, index: 2, label: 12, empty_classes }
+                if file == &dir.join(GZ_NAMES[3]) && empty_classes == &[11]
+        ),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("makes 13 classes, but class 11 has no example"),
+        "{msg}"
+    );
+
+    // With 11 in the training labels every class has an example: 13 classes, inferred.
+    with_labels(
+        dir.path(),
+        21,
+        &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11],
+        &[1, 10, 12, 12],
+    );
+    assert_eq!(
+        load_mnist::<f32>(dir.path(), &infer()).unwrap().num_classes,
+        13
+    );
+}
+
+#[test]
+fn labels_counted_from_one_or_far_apart_are_refused() {
+    let dir = TempDir::new("sparse-classes");
+    // Labels 1 to 10, as if counted from 1: class 0 is empty.
+    let from_one = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+    with_labels(dir.path(), 22, &from_one, &from_one);
+    let err = load_mnist::<f32>(dir.path(), &infer()).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            DataError::EmptyClasses { index: 9, label: 10, empty_classes, .. }
+                if empty_classes == &[0]
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("makes 11 classes, but class 0 has no example")
+    );
+    assert_eq!(
+        load_mnist::<f32>(dir.path(), &count(11))
+            .unwrap()
+            .num_classes,
+        11
+    );
+
+    // Long runs of empty classes are ranges in the message, and listed in full in the field.
+    with_labels(dir.path(), 23, &[0, 2, 6, 255, 7], &[0, 2]);
+    let err = load_mnist::<f32>(dir.path(), &infer()).unwrap_err();
+    let DataError::EmptyClasses {
+        index: 3,
+        label: 255,
+        empty_classes,
+        ..
+    } = &err
+    else {
+        panic!("expected EmptyClasses at index 3, got {err:?}");
+    };
+    let want: Vec<usize> = [1, 3, 4, 5].into_iter().chain(8..255).collect();
+    assert_eq!(empty_classes, &want);
+    assert!(
+        err.to_string()
+            .contains("makes 256 classes, but classes 1, 3-5, 8-254 have no example"),
+        "{err}"
+    );
+    assert_eq!(
+        load_mnist::<f32>(dir.path(), &count(256))
+            .unwrap()
+            .num_classes,
+        256
+    );
+}
+
+#[test]
+fn shipped_mnist_infers_ten_classes() {
+    let m = load_mnist::<f32>(shipped(), &infer()).unwrap();
+    assert_eq!(m.num_classes, 10);
+    assert_eq!((m.train_len(), m.test_len()), (60000, 10000));
+}
+
 #[test]
 fn train_and_test_images_must_be_the_same_size() {
     let dir = TempDir::new("sizes");
