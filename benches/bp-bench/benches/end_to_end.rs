@@ -56,7 +56,7 @@ fn train_run<A: NdFloat + 'static>(
     hidden: usize,
     length: Length,
     threads: usize,
-) -> (Run, TwoLayerNet<A>) {
+) -> (Run, Network<A>) {
     bp_core::set_threads(threads);
     let mut net = TwoLayerNet::<A>::new(784, hidden, 10, 0.01, &mut rng(0, Stream::Init));
     let cfg = TrainConfig {
@@ -128,7 +128,7 @@ fn compare_threads<A: NdFloat + 'static>(
     hidden: usize,
     length: Length,
     runs: usize,
-) -> Option<TwoLayerNet<A>> {
+) -> Option<Network<A>> {
     let default_threads = {
         bp_core::set_threads(0);
         bp_core::threads()
@@ -166,11 +166,20 @@ fn compare_threads<A: NdFloat + 'static>(
 
 /// Times the accuracy on all 70,000 images (training and test sets, as the training loop evaluates
 /// them after each epoch) with one thread and with the default.
-fn eval<A: NdFloat>(name: &str, data: &Data<A>, net: &TwoLayerNet<A>, runs: usize) {
+fn eval<A: NdFloat>(name: &str, data: &Data<A>, net: &Network<A>, runs: usize) {
     let x_all = concatenate(Axis(0), &[data.x_train.view(), data.x_test.view()])
         .expect("the training and test images have the same width");
     let t_all: Vec<usize> = data.t_train.iter().chain(&data.t_test).copied().collect();
-    let flops = predict_flops(&net.sizes(), x_all.nrows());
+    let flops = predict_flops(
+        &[
+            784,
+            net.layers_of::<bp_core::Affine<A>>()
+                .next()
+                .map_or(0, |a| a.output_size()),
+            10,
+        ],
+        x_all.nrows(),
+    );
     for threads in [1, 0] {
         bp_core::set_threads(threads);
         let mut seconds = Vec::new();

@@ -8,8 +8,8 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use bp_core::{Layer, Param};
 use bp_loss::{SoftmaxWithLoss, Targets};
 
-use crate::numerical::{numerical_gradient, numerical_param_gradients};
 use crate::report::{GradReport, compare_with_resolution, rounding_resolution};
+use bp_core::{numerical_gradient, numerical_param_gradients};
 
 /// The tolerance on the maximum relative error that every layer must meet in `f64`.
 ///

@@ -13,7 +13,8 @@
 //! - [`check_layer`] / [`check_layer_with_upstream`]: any [`Layer`](bp_core::Layer), with the scalar
 //!   `L = Σ forward(x) · r` for a random upstream gradient `r`, comparing `dx` and every parameter's
 //!   gradient. [`check_loss`] / [`check_softmax_with_loss`] do the same for loss nodes.
-//! - [`check_network`] / [`check_network_parallel`]: any [`Network`](bp_train::Network) of bp-train,
+//! - [`check_network`] / [`check_network_parallel`]: any [`Network`](bp_train::Network) of bp-train
+//!   (or any [`CheckedNetwork`]),
 //!   the book's `gradient_check.py`: `gradient(x, t)` against central differences of `loss(x, t)`,
 //!   one line per parameter (`W1: 4.6e-10 (max rel 1.2e-08)`).
 //! - [`compare`] and [`GradReport`]: the error figures, per gradient, and the verdict.
@@ -70,17 +71,18 @@
 
 mod layer;
 mod network;
-mod numerical;
 mod report;
 
+/// The central differences live in bp-core, beside the layers (the networks of bp-train use them
+/// too); they are re-exported here, where gradient checks are.
+pub use bp_core::{
+    H, numerical_gradient, numerical_param_gradients, numerical_param_gradients_parallel,
+};
 pub use layer::{
     INPUT_MARGIN, LAYER_TOLERANCE, LossNode, SoftmaxLoss, check_layer, check_layer_with_upstream,
     check_loss, check_softmax_with_loss, random_input, random_upstream,
 };
-pub use network::{NETWORK_TOLERANCE, check_network, check_network_parallel};
-pub use numerical::{
-    H, numerical_gradient, numerical_param_gradients, numerical_param_gradients_parallel,
-};
+pub use network::{CheckedNetwork, NETWORK_TOLERANCE, check_network, check_network_parallel};
 pub use report::{
     GradReport, ParamCheck, REL_FLOOR, compare, compare_with_resolution, rounding_resolution,
 };

@@ -23,7 +23,7 @@ use bp_check::{
 use bp_core::{Affine, BatchNorm, Dropout, Init, Layer, Relu, Sequential, Sigmoid};
 use bp_data::{MnistOptions, load_mnist};
 use bp_loss::Targets;
-use bp_train::{Activation, MultiLayerConfig, MultiLayerNet, Network, TwoLayerNet};
+use bp_train::{Activation, MultiLayerConfig, MultiLayerNet, TwoLayerNet};
 use ndarray::{ArrayD, Axis, Slice, array};
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;

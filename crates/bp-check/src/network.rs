@@ -4,10 +4,10 @@ use ndarray::{ArrayD, ArrayViewD};
 
 use bp_core::Param;
 use bp_loss::Targets;
-use bp_train::{Network, param_names};
+use bp_train::Network;
 
-use crate::numerical::{numerical_param_gradients, numerical_param_gradients_parallel};
 use crate::report::{GradReport, compare_with_resolution, rounding_resolution};
+use bp_core::{numerical_param_gradients, numerical_param_gradients_parallel};
 
 /// The tolerance of a network check in `f64`: an element passes if its relative error
 /// `|a - n| / max(|a| + |n|, 1e-8)` is at most `1e-4`, or if `|a - n|` is at most `1e-4` times the
@@ -38,8 +38,37 @@ use crate::report::{GradReport, compare_with_resolution, rounding_resolution};
 /// ```
 pub const NETWORK_TOLERANCE: f64 = 1e-4;
 
+/// What a network check needs of a model: the book's `loss` and `gradient`, and its parameters.
+/// bp-train's [`Network`] has it; a model of one's own (a deliberately wrong one, in a test of the
+/// check) can have it too.
+pub trait CheckedNetwork {
+    /// The loss of a training forward pass, as [`Network::loss`].
+    fn loss(&mut self, x: ArrayD<f64>, t: Targets<'_, f64>) -> f64;
+    /// One forward and backward pass that overwrites every gradient, as [`Network::gradient`].
+    fn gradient(&mut self, x: ArrayD<f64>, t: Targets<'_, f64>) -> f64;
+    /// Every parameter with its gradient, in a fixed order, as [`Network::visit_params`].
+    fn visit_params(&mut self, f: &mut dyn FnMut(Param<'_, f64>));
+    /// The parameters' names in visiting order, as [`Network::param_names`].
+    fn param_names(&self) -> Vec<String>;
+}
+
+impl CheckedNetwork for Network<f64> {
+    fn loss(&mut self, x: ArrayD<f64>, t: Targets<'_, f64>) -> f64 {
+        Network::loss(self, x, t)
+    }
+    fn gradient(&mut self, x: ArrayD<f64>, t: Targets<'_, f64>) -> f64 {
+        Network::gradient(self, x, t)
+    }
+    fn visit_params(&mut self, f: &mut dyn FnMut(Param<'_, f64>)) {
+        Network::visit_params(self, f);
+    }
+    fn param_names(&self) -> Vec<String> {
+        Network::param_names(self)
+    }
+}
+
 /// The gradients backprop computed, copied in visiting order.
-fn backprop_grads(net: &mut dyn Network<f64>) -> Vec<ArrayD<f64>> {
+fn backprop_grads<N: CheckedNetwork + ?Sized>(net: &mut N) -> Vec<ArrayD<f64>> {
     let mut grads = Vec::new();
     net.visit_params(&mut |p: Param<'_, f64>| grads.push(p.grad.to_owned()));
     grads
@@ -77,7 +106,7 @@ fn network_report(
 /// `loss(x, t)` with respect to every parameter (see [`numerical_param_gradients`]).
 ///
 /// The report has one line per parameter in visiting order, named as the book names them
-/// ([`param_names`]: `W1 b1 W2 b2`), each with the book's figure, the mean `|backprop - numerical|`,
+/// ([`Network::param_names`]: `W1 b1 W2 b2`), each with the book's figure, the mean `|backprop - numerical|`,
 /// and the maximum relative error. The resolution of each parameter's comparison (see
 /// [`compare_with_resolution`](crate::compare_with_resolution)) is the larger of the
 /// [`rounding_resolution`](crate::rounding_resolution) of `max(|loss|, 1)` and
@@ -85,7 +114,7 @@ fn network_report(
 /// subject is `"network"`; rename it at will.
 ///
 /// The loss must be a deterministic function of the parameters: freeze dropout first
-/// (`MultiLayerNet::set_dropout_frozen`, after a training forward has drawn the masks). After the
+/// ([`Network::set_dropout_frozen`], after a training forward has drawn the masks). After the
 /// check the parameters are bit for bit what they were.
 ///
 /// Every parameter element costs two training forward passes; [`check_network_parallel`] shares them
@@ -113,14 +142,14 @@ fn network_report(
 /// assert_eq!(names, ["W1", "b1", "W2", "b2"]);
 /// assert!(report.passed(NETWORK_TOLERANCE), "{report}");
 /// ```
-pub fn check_network(
-    net: &mut dyn Network<f64>,
+pub fn check_network<N: CheckedNetwork + ?Sized>(
+    net: &mut N,
     x: ArrayViewD<'_, f64>,
     t: Targets<'_, f64>,
 ) -> GradReport {
     let loss = net.gradient(x.to_owned(), t);
     let backprop = backprop_grads(net);
-    let names = param_names(net);
+    let names = net.param_names();
     let numerical = numerical_param_gradients(
         net,
         |net, f| net.visit_params(f),
@@ -154,18 +183,15 @@ pub fn check_network(
 /// let parallel = check_network_parallel(&mut net, x.view(), t, 2);
 /// assert_eq!(parallel, check_network(&mut net, x.view(), t));
 /// ```
-pub fn check_network_parallel<N>(
+pub fn check_network_parallel<N: CheckedNetwork + Clone + Send>(
     net: &mut N,
     x: ArrayViewD<'_, f64>,
     t: Targets<'_, f64>,
     threads: usize,
-) -> GradReport
-where
-    N: Network<f64> + Clone + Send,
-{
+) -> GradReport {
     let loss = net.gradient(x.to_owned(), t);
     let backprop = backprop_grads(net);
-    let names = param_names(net);
+    let names = net.param_names();
     let numerical = numerical_param_gradients_parallel(
         &*net,
         threads,

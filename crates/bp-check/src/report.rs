@@ -4,7 +4,7 @@ use std::fmt;
 
 use ndarray::{ArrayViewD, NdFloat};
 
-use crate::numerical::{H, unravel};
+use bp_core::H;
 
 /// The floor of the relative error's denominator, so that two gradients that are both zero compare
 /// equal instead of dividing zero by zero: `|a - n| / max(|a| + |n|, 1e-8)`.
@@ -305,7 +305,10 @@ pub fn compare_with_resolution<A: NdFloat>(
     if let Some((i, rel, a, n)) = worst {
         check.mean_abs = sum_abs / numerical.len() as f64;
         check.max_rel = rel;
-        check.worst_index = unravel(i, &check.shape);
+        check.worst_index = ndarray::indices(ndarray::IxDyn(&check.shape))
+            .into_iter()
+            .nth(i)
+            .map_or_else(Vec::new, |index| ndarray::Dimension::slice(&index).to_vec());
         check.worst_backprop = a;
         check.worst_numerical = n;
     }

@@ -2,12 +2,13 @@
 //! the book's `1e-7` inside the logarithm, and a network with a wrong gradient fails.
 
 use bp_check::{
-    GradReport, NETWORK_TOLERANCE, check_network, check_network_parallel, random_input,
+    CheckedNetwork, GradReport, NETWORK_TOLERANCE, check_network, check_network_parallel,
+    random_input,
 };
 use bp_core::{Init, Layer, Param};
 use bp_loss::{Targets, softmax};
 use bp_train::{Activation, MultiLayerConfig, MultiLayerNet, Network, TwoLayerNet};
-use ndarray::{Array2, ArrayD, ArrayViewD, Axis};
+use ndarray::{Array2, ArrayD, Axis};
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
@@ -33,15 +34,14 @@ fn assert_passes(report: &GradReport, what: &str) {
 /// The scores stay below about 1, so no class gets a tiny probability: the book's `1e-7` in the
 /// logarithm moves the gradient by a relative `1e-7 / y` (see
 /// `the_residual_is_the_books_delta_in_the_logarithm`), and `y = 1e-4` would make that `1e-3`.
-fn two_layer_net(seed: u64) -> (TwoLayerNet<f64>, ArrayD<f64>, Vec<usize>) {
+fn two_layer_net(seed: u64) -> (Network<f64>, ArrayD<f64>, Vec<usize>) {
     let mut rng = rng(seed);
     let net = TwoLayerNet::<f64>::new(12, 8, 4, 0.2, &mut rng);
     let n = rng.random_range(2..=6);
     let mut draw = seed * 1000;
     let x = loop {
         let x = random_input(&[n, 12], draw);
-        if net
-            .affine1()
+        if net.layers().layers()[0]
             .predict(x.clone())
             .iter()
             .all(|z| z.abs() >= 0.05)
@@ -76,7 +76,7 @@ fn two_layer_net_passes_with_index_and_one_hot_targets() {
 
 /// A `MultiLayerNet(10, [8, 6], 5)` with every option (Sigmoid, Xavier, batch normalisation,
 /// dropout 0.2 with frozen masks, weight decay 0.1) and a batch of 8.
-fn net_with_every_option(seed: u64) -> (MultiLayerNet<f64>, ArrayD<f64>, Vec<usize>) {
+fn net_with_every_option(seed: u64) -> (Network<f64>, ArrayD<f64>, Vec<usize>) {
     let mut config = MultiLayerConfig::new(10, vec![8, 6], 5);
     config.activation = Activation::Sigmoid;
     config.init = Init::Xavier;
@@ -128,7 +128,7 @@ fn deep_relu_net_with_weight_decay_passes() {
             let x = random_input(&[6, 10], draw);
             let mut h = x.clone();
             let mut clear = true;
-            let affines: Vec<_> = net.affines().collect();
+            let affines: Vec<_> = net.layers_of::<bp_core::Affine<f64>>().collect();
             for affine in &affines[..affines.len() - 1] {
                 h = affine.predict(h);
                 clear &= h.iter().all(|z| z.abs() >= 0.01);
@@ -210,8 +210,9 @@ fn the_residual_is_the_books_delta_in_the_logarithm() {
 
 /// A network whose loss has weight decay, `½ λ Σ ‖W‖²`, but whose gradient forgets its `λ W`: the
 /// classic mistake of adding a regulariser to the loss only.
+#[derive(Clone)]
 struct ForgetsDecay {
-    net: TwoLayerNet<f64>,
+    net: Network<f64>,
     lambda: f64,
 }
 
@@ -227,11 +228,7 @@ impl ForgetsDecay {
     }
 }
 
-impl Network<f64> for ForgetsDecay {
-    fn predict(&self, x: ArrayD<f64>) -> Array2<f64> {
-        self.net.predict(x)
-    }
-
+impl CheckedNetwork for ForgetsDecay {
     fn loss(&mut self, x: ArrayD<f64>, t: Targets<'_, f64>) -> f64 {
         self.net.loss(x, t) + self.penalty()
     }
@@ -244,8 +241,8 @@ impl Network<f64> for ForgetsDecay {
         self.net.visit_params(f);
     }
 
-    fn accuracy(&self, x: ArrayViewD<'_, f64>, t: &[usize]) -> f64 {
-        self.net.accuracy(x, t)
+    fn param_names(&self) -> Vec<String> {
+        self.net.param_names()
     }
 }
 

@@ -5,7 +5,7 @@ use bp_check::{
     GradReport, LAYER_TOLERANCE, LossNode, check_layer, check_loss, check_softmax_with_loss,
     random_input,
 };
-use bp_core::{Layer, Param, Sigmoid, randn};
+use bp_core::{Layer, Param, ParamKind, Sigmoid, randn};
 use bp_loss::{Targets, softmax};
 use ndarray::{Array1, Array2, ArrayD, ArrayViewD, Axis, Ix2, IxDyn, array};
 use rand::SeedableRng;
@@ -22,6 +22,7 @@ fn failed(report: &GradReport) -> Vec<&str> {
 /// Sigmoid with the sign error in the exponent: forward computes `1 / (1 + exp(x))`, backward still
 /// uses `dout · (1 - y) · y`, the derivative of the real sigmoid. The true derivative of what forward
 /// computes is `-(1 - y) · y`, so every element of dx has the wrong sign.
+#[derive(Clone)]
 struct SignErrorSigmoid {
     out: ArrayD<f64>,
 }
@@ -79,6 +80,7 @@ enum DwBug {
 }
 
 /// An affine layer whose dW may be transposed.
+#[derive(Clone)]
 struct BuggyAffine {
     w: Array2<f64>,
     b: Array1<f64>,
@@ -136,13 +138,15 @@ impl Layer<f64> for BuggyAffine {
     fn visit_params(&mut self, f: &mut dyn FnMut(Param<'_, f64>)) {
         f(Param {
             name: "W",
+            kind: ParamKind::Weight,
             value: self.w.view_mut().into_dyn(),
-            grad: self.dw.view(),
+            grad: self.dw.view_mut(),
         });
         f(Param {
             name: "b",
+            kind: ParamKind::Bias,
             value: self.b.view_mut().into_dyn(),
-            grad: self.db.view().into_dyn(),
+            grad: self.db.view_mut().into_dyn(),
         });
     }
 

@@ -4,7 +4,7 @@ use ndarray::{Array1, Array2, ArrayD, ArrayViewD, Ix2, IxDyn, NdFloat};
 use rand::Rng;
 
 use crate::init::{Init, randn};
-use crate::layer::{Layer, Param};
+use crate::layer::{Layer, Param, ParamKind, load_into};
 use crate::parallel::{Operand, Products};
 
 /// The affine (fully connected) layer: `out = x · W + b`.
@@ -268,19 +268,41 @@ impl<A: NdFloat> Layer<A> for Affine<A> {
     fn visit_params(&mut self, f: &mut dyn FnMut(Param<'_, A>)) {
         f(Param {
             name: "W",
+            kind: ParamKind::Weight,
             value: self.w.view_mut().into_dyn(),
-            grad: self.dw.view().into_dyn(),
+            grad: self.dw.view_mut().into_dyn(),
         });
         f(Param {
             name: "b",
+            kind: ParamKind::Bias,
             value: self.b.view_mut().into_dyn(),
-            grad: self.db.view().into_dyn(),
+            grad: self.db.view_mut().into_dyn(),
         });
     }
 
     fn visit_params_ref(&self, f: &mut dyn FnMut(&'static str, ArrayViewD<'_, A>)) {
         f("W", self.w.view().into_dyn());
         f("b", self.b.view().into_dyn());
+    }
+
+    /// PyTorch's `Linear`: `weight`, shape (out, in), the transpose of `W`; `bias`, shape (out).
+    fn visit_tensors(&self, f: &mut dyn FnMut(&str, ArrayViewD<'_, A>)) {
+        f("weight", self.w.t().into_dyn());
+        f("bias", self.b.view().into_dyn());
+    }
+
+    #[track_caller]
+    fn load_tensor(&mut self, name: &str, value: ArrayViewD<'_, A>) {
+        match name {
+            "weight" => load_into(
+                "Affine",
+                name,
+                self.w.view_mut().reversed_axes().into_dyn(),
+                value,
+            ),
+            "bias" => load_into("Affine", name, self.b.view_mut().into_dyn(), value),
+            _ => panic!("Affine::load_tensor: no tensor `{name}`; Affine has `weight` and `bias`"),
+        }
     }
 }
 
@@ -408,5 +430,33 @@ mod tests {
         affine.visit_params_ref(&mut |name, v| seen_ref.push((name, v.shape().to_vec())));
         assert_eq!(seen_ref, seen);
         assert_eq!(Layer::<f64>::num_params(&affine), 4);
+        let mut kinds = Vec::new();
+        affine.visit_params(&mut |p| kinds.push(p.kind));
+        assert_eq!(kinds, [ParamKind::Weight, ParamKind::Bias]);
+    }
+
+    #[test]
+    fn tensors_are_pytorch_linear_and_load_back() {
+        let affine = Affine::new(
+            array![[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]],
+            array![7.0, 8.0, 9.0],
+        );
+        let mut seen = Vec::new();
+        affine.visit_tensors(&mut |name, v| seen.push((name.to_owned(), v.to_owned())));
+        assert_eq!(seen[0].0, "weight");
+        assert_eq!(
+            seen[0].1,
+            array![[1.0, 4.0], [2.0, 5.0], [3.0, 6.0]].into_dyn()
+        );
+        assert_eq!(
+            seen[1],
+            ("bias".to_owned(), array![7.0, 8.0, 9.0].into_dyn())
+        );
+        let mut copy = Affine::<f64>::new(Array2::zeros((2, 3)), Array1::zeros(3));
+        for (name, v) in &seen {
+            copy.load_tensor(name, v.view());
+        }
+        assert_eq!(copy.w(), affine.w());
+        assert_eq!(copy.b(), affine.b());
     }
 }

@@ -2,7 +2,7 @@
 
 use ndarray::{Array1, Array2, ArrayD, ArrayViewD, Dimension, IxDyn, NdFloat, Zip};
 
-use crate::layer::{Layer, Param};
+use crate::layer::{Layer, Param, ParamKind, load_into};
 
 /// Batch normalisation, the book's `BatchNormalization`: each feature is normalised over the batch,
 /// then scaled by `gamma` and shifted by `beta`.
@@ -333,19 +333,45 @@ impl<A: NdFloat> Layer<A> for BatchNorm<A> {
     fn visit_params(&mut self, f: &mut dyn FnMut(Param<'_, A>)) {
         f(Param {
             name: "gamma",
+            kind: ParamKind::Scale,
             value: self.gamma.view_mut().into_dyn(),
-            grad: self.dgamma.view().into_dyn(),
+            grad: self.dgamma.view_mut().into_dyn(),
         });
         f(Param {
             name: "beta",
+            kind: ParamKind::Bias,
             value: self.beta.view_mut().into_dyn(),
-            grad: self.dbeta.view().into_dyn(),
+            grad: self.dbeta.view_mut().into_dyn(),
         });
     }
 
     fn visit_params_ref(&self, f: &mut dyn FnMut(&'static str, ArrayViewD<'_, A>)) {
         f("gamma", self.gamma.view().into_dyn());
         f("beta", self.beta.view().into_dyn());
+    }
+
+    /// PyTorch's `BatchNorm1d`: `weight` (γ), `bias` (β), `running_mean`, `running_var`, each (D).
+    /// (PyTorch's `num_batches_tracked` counter is not kept: inference does not use it.)
+    fn visit_tensors(&self, f: &mut dyn FnMut(&str, ArrayViewD<'_, A>)) {
+        f("weight", self.gamma.view().into_dyn());
+        f("bias", self.beta.view().into_dyn());
+        f("running_mean", self.running_mean.view().into_dyn());
+        f("running_var", self.running_var.view().into_dyn());
+    }
+
+    #[track_caller]
+    fn load_tensor(&mut self, name: &str, value: ArrayViewD<'_, A>) {
+        let target = match name {
+            "weight" => &mut self.gamma,
+            "bias" => &mut self.beta,
+            "running_mean" => &mut self.running_mean,
+            "running_var" => &mut self.running_var,
+            _ => panic!(
+                "BatchNorm::load_tensor: no tensor `{name}`; BatchNorm has `weight`, `bias`, \
+                 `running_mean` and `running_var`"
+            ),
+        };
+        load_into("BatchNorm", name, target.view_mut().into_dyn(), value);
     }
 }
 

@@ -14,7 +14,10 @@ use rand_distr::{Distribution, StandardNormal};
 /// assert_eq!(Init::He.std_dev(50), 0.2);          // sqrt(2 / 50)
 /// assert_eq!(Init::Xavier.std_dev(100), 0.1);     // sqrt(1 / 100)
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq)]
+///
+/// Its serde form is `{"std":0.01}`, `"he"` or `"xavier"`.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Init {
     /// A fixed standard deviation, the book's `weight_init_std` (0.01 by default there).
     Std(f64),

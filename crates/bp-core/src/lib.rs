@@ -40,21 +40,30 @@ mod gemm;
 mod graph;
 mod init;
 mod layer;
+mod numerical;
 mod parallel;
 mod relu;
 mod sequential;
 mod sigmoid;
+mod spec;
 
 pub use affine::Affine;
 pub use batch_norm::BatchNorm;
 pub use dropout::Dropout;
 pub use graph::{AddLayer, MulLayer};
 pub use init::{Init, randn};
-pub use layer::{Layer, Param};
+pub use layer::{AsAny, Layer, LayerClone, Param, ParamKind};
+pub use numerical::{
+    H, numerical_gradient, numerical_param_gradients, numerical_param_gradients_parallel,
+};
 pub use parallel::{join, set_threads, threads};
 pub use relu::Relu;
 pub use sequential::Sequential;
 pub use sigmoid::Sigmoid;
+pub use spec::{
+    BuiltLayer, LAYER_WORDS, LayerError, LayerSpec, LayerWord, Stack, build_stack,
+    layer_words_summary, parse_layers,
+};
 
 /// Re-exported so that users name the same `ndarray` version as the layers.
 pub use ndarray;

@@ -72,6 +72,14 @@ impl<A: NdFloat> Sequential<A> {
     }
 }
 
+impl<A: NdFloat> Clone for Sequential<A> {
+    fn clone(&self) -> Self {
+        Sequential {
+            layers: self.layers.clone(),
+        }
+    }
+}
+
 impl<A: NdFloat> std::fmt::Debug for Sequential<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list()
@@ -123,6 +131,29 @@ impl<A: NdFloat> Layer<A> for Sequential<A> {
     fn visit_params_ref(&self, f: &mut dyn FnMut(&'static str, ArrayViewD<'_, A>)) {
         for layer in &self.layers {
             layer.visit_params_ref(f);
+        }
+    }
+
+    /// Each layer's tensors named `<i>.<name>`, `i` the layer's index from 0, as PyTorch names the
+    /// children of an `nn.Sequential` (`0.weight`, `0.bias`, `2.weight`, ...).
+    fn visit_tensors(&self, f: &mut dyn FnMut(&str, ArrayViewD<'_, A>)) {
+        for (i, layer) in self.layers.iter().enumerate() {
+            layer.visit_tensors(&mut |name, v| f(&format!("{i}.{name}"), v));
+        }
+    }
+
+    #[track_caller]
+    fn load_tensor(&mut self, name: &str, value: ArrayViewD<'_, A>) {
+        let layer = name
+            .split_once('.')
+            .and_then(|(i, rest)| Some((i.parse::<usize>().ok()?, rest)))
+            .and_then(|(i, rest)| Some((self.layers.get_mut(i)?, rest)));
+        match layer {
+            Some((layer, rest)) => layer.load_tensor(rest, value),
+            None => panic!(
+                "Sequential::load_tensor: `{name}` is not `<layer index>.<tensor>` for one of its {} layers",
+                self.layers.len()
+            ),
         }
     }
 }

@@ -1,15 +1,21 @@
-//! Networks, optimizers and the training loop of *Deep Learning from Scratch* (chapters 5 and 6),
-//! and the `bp-train` command built on them.
+//! Networks, optimizers, the training loop and model files of *Deep Learning from Scratch*
+//! (chapters 5 and 6). The `bp-train` command is built on this library (with the `cli` feature,
+//! on by default); the library itself has no command line, plotting or image decoding in it.
 //!
-//! - Networks implement [`Network`]: the book's [`TwoLayerNet`] (`Affine -> Relu -> Affine ->
-//!   SoftmaxWithLoss`) and [`MultiLayerNet`] (any hidden sizes, Relu or Sigmoid, std/He/Xavier
-//!   initialisation, optional batch normalisation, dropout and weight decay), in `f32` or `f64`.
+//! - A [`Network`] is a stack of layers and a loss: a [`Sequential`](bp_core::Sequential) of
+//!   bp-core's layers, built from a layer list ([`LayerSpec`](bp_core::LayerSpec)s, such as
+//!   `affine 100, relu, dropout 0.3, affine 10`), with `SoftmaxWithLoss` on top. Its forward,
+//!   backward, inference, parameter visiting and accuracy are written once. The book's
+//!   [`TwoLayerNet`] (`Affine -> Relu -> Affine`) and [`MultiLayerNet`] (any hidden sizes, Relu or
+//!   Sigmoid, std/He/Xavier initialisation, optional batch normalisation, dropout and weight decay)
+//!   are named constructors of such lists, in `f32` or `f64`.
 //! - Optimizers implement [`Optimizer`]: [`Sgd`], [`Momentum`], [`AdaGrad`], [`Adam`], with the
 //!   book's formulas; a [`Schedule`] varies the learning rate.
 //! - [`train`] runs the loop: the book's sampling or shuffled epochs, one forward and backward pass
 //!   per step (the loss it reports comes from that pass), evaluation after each epoch through the
 //!   inference path, seeded so that the same seed gives the same numbers.
-//! - [`run`] loads a data set with `bp-data` and does all of it; [`cli`] is the command line.
+//! - [`model_file`] keeps a network in one safetensors file (the layer list and the tensors, named
+//!   as PyTorch's `nn.Sequential`) and rebuilds it through bp-core's one layer registry.
 //!
 //! # The key design decision: a training step allocates nothing
 //!
@@ -21,7 +27,7 @@
 //!
 //! ```
 //! use bp_loss::Targets;
-//! use bp_train::{Network, Optimizer, Sgd, TwoLayerNet};
+//! use bp_train::{Optimizer, Sgd, TwoLayerNet};
 //! use ndarray::array;
 //! use rand::SeedableRng;
 //! use rand_xoshiro::Xoshiro256PlusPlus;
@@ -39,31 +45,24 @@
 //! assert_eq!(net.accuracy(x.view().into_dyn(), &t), 1.0);
 //! ```
 
-pub mod cli;
-mod error;
-pub mod eval;
-pub mod image;
+mod atomic;
+mod element;
 pub mod model_file;
 mod multi_layer;
 mod network;
 mod optimizer;
-pub mod plot;
-mod run;
 mod schedule;
 mod train;
 mod two_layer;
 
-pub use error::TrainError;
+pub use atomic::write_atomic;
+pub use element::Dtype;
 pub use multi_layer::{Activation, MultiLayerConfig, MultiLayerNet};
-pub use network::{EVAL_CHUNK, Network, chunked_accuracy, count_correct, param_names};
+pub use network::{EVAL_CHUNK, NetOptions, Network, argmax, chunked_accuracy, count_correct};
 pub use optimizer::{AdaGrad, Adam, EPSILON, Momentum, Optimizer, OptimizerKind, Sgd};
-pub use run::{
-    DataInfo, Dtype, NetSpec, RunConfig, RunObserver, RunOutcome, SaveConfig, SavedModel,
-    TrainedNet, describe, epoch_line, final_line, run,
-};
 pub use schedule::Schedule;
 pub use train::{
     Dataset, EpochReport, Flow, Length, Observer, Plan, SATURATED_LOSS, SATURATED_STEPS, Sampling,
-    Silent, Stream, TrainConfig, TrainSummary, iters_per_epoch, rng, train, train_with,
+    Silent, Stream, TrainConfig, TrainError, TrainSummary, iters_per_epoch, rng, train, train_with,
 };
 pub use two_layer::TwoLayerNet;

@@ -1,15 +1,16 @@
 //! The book's multi-layer net (chapter 6), with its optional batch normalisation, dropout and weight
-//! decay (the book's `MultiLayerNetExtend`).
+//! decay (the book's `MultiLayerNetExtend`): a named constructor of a layer list.
 
-use bp_core::{Affine, BatchNorm, Dropout, Init, Layer, Param, Relu, Sigmoid};
-use bp_loss::{SoftmaxWithLoss, Targets};
-use ndarray::{Array2, ArrayD, ArrayViewD, Ix2, NdFloat, Zip};
+use std::marker::PhantomData;
+
+use bp_core::{Init, LayerSpec};
+use ndarray::NdFloat;
 use rand::Rng;
 
-use crate::network::Network;
+use crate::network::{NetOptions, Network};
 
 /// The activation function of the hidden layers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Activation {
     /// The rectified linear unit, `max(x, 0)`.
     #[default]
@@ -19,11 +20,22 @@ pub enum Activation {
 }
 
 impl Activation {
+    /// Every activation, in the order the command line lists them.
+    pub const ALL: [Activation; 2] = [Activation::Relu, Activation::Sigmoid];
+
     /// The lower-case name, as on the command line.
     pub fn name(self) -> &'static str {
         match self {
             Activation::Relu => "relu",
             Activation::Sigmoid => "sigmoid",
+        }
+    }
+
+    /// The activation's layer.
+    pub fn spec(self) -> LayerSpec {
+        match self {
+            Activation::Relu => LayerSpec::Relu,
+            Activation::Sigmoid => LayerSpec::Sigmoid,
         }
     }
 }
@@ -76,6 +88,67 @@ impl MultiLayerConfig {
         sizes
     }
 
+    /// The layer list: for each hidden layer `affine`, [`batchnorm`], the activation,
+    /// [`dropout`]; then the output `affine`.
+    ///
+    /// [`batchnorm`]: LayerSpec::BatchNorm
+    /// [`dropout`]: LayerSpec::Dropout
+    ///
+    /// ```
+    /// use bp_train::MultiLayerConfig;
+    ///
+    /// let config = MultiLayerConfig { batch_norm: true, dropout: Some(0.5), ..MultiLayerConfig::new(4, vec![3], 2) };
+    /// let list: Vec<String> = config.layers().iter().map(ToString::to_string).collect();
+    /// assert_eq!(list, ["affine 3", "batchnorm", "relu", "dropout 0.5", "affine 2"]);
+    /// ```
+    pub fn layers(&self) -> Vec<LayerSpec> {
+        let mut layers = Vec::new();
+        for &width in &self.hidden_sizes {
+            layers.push(LayerSpec::Affine { out: width });
+            if self.batch_norm {
+                layers.push(LayerSpec::BatchNorm);
+            }
+            layers.push(self.activation.spec());
+            if let Some(ratio) = self.dropout {
+                layers.push(LayerSpec::Dropout { ratio });
+            }
+        }
+        layers.push(LayerSpec::Affine {
+            out: self.output_size,
+        });
+        layers
+    }
+
+    /// The configuration whose [`layers`](MultiLayerConfig::layers) are `specs`, if there is one
+    /// (with the book's init and no weight decay, which a layer list does not say).
+    pub fn from_specs(input_size: usize, specs: &[LayerSpec]) -> Option<Self> {
+        let (last, hidden) = specs.split_last()?;
+        let &LayerSpec::Affine { out: output_size } = last else {
+            return None;
+        };
+        let mut config = MultiLayerConfig::new(input_size, Vec::new(), output_size);
+        let first_block = hidden
+            .iter()
+            .position(|s| matches!(s, LayerSpec::Relu | LayerSpec::Sigmoid));
+        if let Some(k) = first_block {
+            config.batch_norm = hidden.get(1) == Some(&LayerSpec::BatchNorm);
+            config.activation = if hidden[k] == LayerSpec::Sigmoid {
+                Activation::Sigmoid
+            } else {
+                Activation::Relu
+            };
+            if let Some(&LayerSpec::Dropout { ratio }) = hidden.get(k + 1) {
+                config.dropout = Some(ratio);
+            }
+            for spec in hidden {
+                if let &LayerSpec::Affine { out } = spec {
+                    config.hidden_sizes.push(out);
+                }
+            }
+        }
+        (config.layers() == specs).then_some(config)
+    }
+
     /// Whether this is exactly the book's [`TwoLayerNet`](crate::TwoLayerNet): one Relu hidden layer,
     /// a fixed init std, no dropout, batch normalisation or weight decay.
     pub fn is_two_layer_net(&self) -> bool {
@@ -88,46 +161,15 @@ impl MultiLayerConfig {
     }
 }
 
-/// A hidden activation layer.
-#[derive(Clone, Debug)]
-enum Act<A> {
-    Relu(Relu),
-    Sigmoid(Sigmoid<A>),
-}
-
-impl<A: NdFloat> Act<A> {
-    fn layer(&self) -> &dyn Layer<A> {
-        match self {
-            Act::Relu(l) => l,
-            Act::Sigmoid(l) => l,
-        }
-    }
-
-    fn layer_mut(&mut self) -> &mut dyn Layer<A> {
-        match self {
-            Act::Relu(l) => l,
-            Act::Sigmoid(l) => l,
-        }
-    }
-}
-
-/// One hidden block: `Affine -> [BatchNorm] -> activation -> [Dropout]`.
-#[derive(Clone, Debug)]
-struct Hidden<A> {
-    affine: Affine<A>,
-    batch_norm: Option<BatchNorm<A>>,
-    act: Act<A>,
-    dropout: Option<Dropout<A>>,
-}
-
-/// The book's `MultiLayerNet` / `MultiLayerNetExtend`: any number of hidden blocks
-/// `Affine -> [BatchNorm] -> Relu|Sigmoid -> [Dropout]`, then `Affine -> SoftmaxWithLoss`.
+/// The book's `MultiLayerNet` / `MultiLayerNetExtend`: a named constructor of the [`Network`] of any
+/// number of hidden blocks `Affine -> [BatchNorm] -> Relu|Sigmoid -> [Dropout]`, then `Affine ->
+/// SoftmaxWithLoss` (the layers of [`MultiLayerConfig::layers`]).
 ///
 /// Weight decay adds `½ λ Σ ‖W‖²` to the loss and `λ W` to each weight gradient; the gradients the
 /// net hands out through [`visit_params`](Network::visit_params) include it.
 ///
 /// With dropout, each training forward draws new masks, so two calls of [`loss`](Network::loss) on
-/// the same batch differ; [`set_dropout_frozen`](MultiLayerNet::set_dropout_frozen) makes every
+/// the same batch differ; [`set_dropout_frozen`](Network::set_dropout_frozen) makes every
 /// training forward reuse the last masks (for gradient checks).
 ///
 /// # Parameters
@@ -140,7 +182,7 @@ struct Hidden<A> {
 /// ```
 /// use bp_core::Init;
 /// use bp_loss::Targets;
-/// use bp_train::{Activation, MultiLayerConfig, MultiLayerNet, Network, param_names};
+/// use bp_train::{Activation, MultiLayerConfig, MultiLayerNet};
 /// use ndarray::array;
 /// use rand::SeedableRng;
 /// use rand_xoshiro::Xoshiro256PlusPlus;
@@ -155,310 +197,34 @@ struct Hidden<A> {
 /// };
 /// let mut net = MultiLayerNet::<f64>::new(config, &mut Xoshiro256PlusPlus::seed_from_u64(0));
 /// assert_eq!(
-///     param_names(&mut net),
+///     net.param_names(),
 ///     ["W1", "b1", "gamma1", "beta1", "W2", "b2", "gamma2", "beta2", "W3", "b3"]
 /// );
 /// let loss = net.gradient(array![[1.0, 2.0, 3.0], [0.0, -1.0, 1.0]].into_dyn(), Targets::Index(&[0, 1]));
 /// assert!(loss.is_finite());
 /// ```
-#[derive(Clone, Debug)]
-pub struct MultiLayerNet<A> {
-    config: MultiLayerConfig,
-    hidden: Vec<Hidden<A>>,
-    output: Affine<A>,
-    last_layer: SoftmaxWithLoss<A>,
-    weight_decay: A,
-    /// `dW + λ W` for each affine layer (hidden ones, then the output), when λ > 0.
-    decayed_grads: Vec<Array2<A>>,
-    /// The weight-decay term of the last loss.
-    penalty: A,
-}
+#[derive(Debug)]
+pub struct MultiLayerNet<A>(PhantomData<A>);
 
 impl<A: NdFloat> MultiLayerNet<A> {
-    /// A net of the given configuration. The weights of each affine layer are drawn from `rng` in
-    /// network order (so a one-hidden-layer Relu net with a fixed std draws exactly as
-    /// [`TwoLayerNet::new`](crate::TwoLayerNet::new)); then one `u64` per dropout layer seeds its mask
-    /// generator. Biases and betas start at 0, gammas at 1.
+    /// The network of the given configuration. The weights of each affine layer are drawn from
+    /// `rng` in network order (so a one-hidden-layer Relu net with a fixed std draws exactly as
+    /// [`TwoLayerNet::new`](crate::TwoLayerNet::new)); then one `u64` per dropout layer seeds its
+    /// mask generator. Biases and betas start at 0, gammas at 1.
     ///
     /// # Panics
     ///
     /// If a size is 0, the dropout ratio is not in `[0, 1)`, or the weight decay is negative or not
     /// finite.
     #[track_caller]
-    pub fn new<R: Rng + ?Sized>(config: MultiLayerConfig, rng: &mut R) -> Self {
-        let sizes = config.sizes();
-        assert!(
-            sizes.iter().all(|&s| s > 0),
-            "MultiLayerNet::new: layer sizes must be positive, got {sizes:?}"
-        );
-        assert!(
-            config.weight_decay >= 0.0 && config.weight_decay.is_finite(),
-            "MultiLayerNet::new: the weight decay must be finite and >= 0, got {}",
-            config.weight_decay
-        );
-        if let Some(ratio) = config.dropout {
-            assert!(
-                (0.0..1.0).contains(&ratio),
-                "MultiLayerNet::new: the dropout ratio must be in [0, 1), got {ratio}"
-            );
-        }
-        let mut affines: Vec<Affine<A>> = sizes
-            .windows(2)
-            .map(|io| Affine::random(io[0], io[1], config.init, rng))
-            .collect();
-        let output = affines.pop().expect("there are at least two sizes");
-        let hidden = affines
-            .into_iter()
-            .map(|affine| {
-                let width = affine.output_size();
-                Hidden {
-                    affine,
-                    batch_norm: config.batch_norm.then(|| BatchNorm::new(width)),
-                    act: match config.activation {
-                        Activation::Relu => Act::Relu(Relu::new()),
-                        Activation::Sigmoid => Act::Sigmoid(Sigmoid::new()),
-                    },
-                    dropout: None,
-                }
-            })
-            .collect::<Vec<_>>();
-        let mut net = MultiLayerNet {
-            weight_decay: A::from(config.weight_decay).expect("a finite f64 converts"),
-            decayed_grads: Vec::new(),
-            penalty: A::zero(),
-            config,
-            hidden,
-            output,
-            last_layer: SoftmaxWithLoss::new(),
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new<R: Rng + ?Sized>(config: MultiLayerConfig, rng: &mut R) -> Network<A> {
+        let options = NetOptions {
+            init: config.init,
+            weight_decay: config.weight_decay,
         };
-        if let Some(ratio) = net.config.dropout {
-            for block in &mut net.hidden {
-                block.dropout = Some(Dropout::new(ratio, rng.next_u64()));
-            }
-        }
-        if net.config.weight_decay > 0.0 {
-            net.decayed_grads = net
-                .affines()
-                .map(|a| Array2::zeros(a.w().raw_dim()))
-                .collect();
-        }
-        net
-    }
-
-    /// The configuration the net was built from.
-    pub fn config(&self) -> &MultiLayerConfig {
-        &self.config
-    }
-
-    /// The affine layers, first to last (the output layer last).
-    pub fn affines(&self) -> impl Iterator<Item = &Affine<A>> {
-        self.hidden
-            .iter()
-            .map(|h| &h.affine)
-            .chain(std::iter::once(&self.output))
-    }
-
-    /// The batch normalisation layers, first to last (empty without batch normalisation).
-    pub fn batch_norms(&self) -> impl Iterator<Item = &BatchNorm<A>> {
-        self.hidden.iter().filter_map(|h| h.batch_norm.as_ref())
-    }
-
-    /// The batch normalisation layers, first to last, mutably (to restore their running averages
-    /// from a model file, say).
-    pub fn batch_norms_mut(&mut self) -> impl Iterator<Item = &mut BatchNorm<A>> {
-        self.hidden.iter_mut().filter_map(|h| h.batch_norm.as_mut())
-    }
-
-    /// The layer names in network order, as the book's `OrderedDict` keys: `Affine1`,
-    /// `BatchNorm1`, `Activation_function1`, `Dropout1`, ..., `Affine<last>`.
-    pub fn layer_names(&self) -> Vec<String> {
-        let mut names = Vec::new();
-        for (i, block) in self.hidden.iter().enumerate() {
-            let k = i + 1;
-            names.push(format!("Affine{k}"));
-            if block.batch_norm.is_some() {
-                names.push(format!("BatchNorm{k}"));
-            }
-            names.push(format!("Activation_function{k}"));
-            if block.dropout.is_some() {
-                names.push(format!("Dropout{k}"));
-            }
-        }
-        names.push(format!("Affine{}", self.hidden.len() + 1));
-        names
-    }
-
-    /// Makes every dropout layer reuse its last mask in training forwards (`true`) or draw a new
-    /// one each time (`false`, the default). See [`Dropout::set_frozen`].
-    pub fn set_dropout_frozen(&mut self, frozen: bool) {
-        for block in &mut self.hidden {
-            if let Some(d) = &mut block.dropout {
-                d.set_frozen(frozen);
-            }
-        }
-    }
-
-    /// Visits every parameter's name and value read-only, in the order of
-    /// [`visit_params`](Network::visit_params).
-    pub fn visit_params_ref(&self, f: &mut dyn FnMut(&'static str, ArrayViewD<'_, A>)) {
-        for block in &self.hidden {
-            block.affine.visit_params_ref(f);
-            if let Some(bn) = &block.batch_norm {
-                bn.visit_params_ref(f);
-            }
-        }
-        self.output.visit_params_ref(f);
-    }
-
-    /// Training forward through every layer before the loss.
-    fn forward(&mut self, x: ArrayD<A>) -> ArrayD<A> {
-        let mut h = x;
-        for block in &mut self.hidden {
-            h = block.affine.forward(h);
-            if let Some(bn) = &mut block.batch_norm {
-                h = bn.forward(h);
-            }
-            h = block.act.layer_mut().forward(h);
-            if let Some(d) = &mut block.dropout {
-                h = d.forward(h);
-            }
-        }
-        self.output.forward(h)
-    }
-
-    /// `½ λ Σ ‖W‖²`.
-    fn decay_loss(&self) -> A {
-        if self.config.weight_decay == 0.0 {
-            return A::zero();
-        }
-        let half = A::from(0.5).expect("0.5 is a float");
-        let sum = self.affines().fold(A::zero(), |acc, a| {
-            acc + a.w().fold(A::zero(), |s, &w| s + w * w)
-        });
-        half * self.weight_decay * sum
-    }
-
-    /// Writes `dW + λ W` into `decayed_grads` and returns `½ λ Σ ‖W‖²` from the same pass.
-    fn apply_decay(&mut self) -> A {
-        if self.config.weight_decay == 0.0 {
-            return A::zero();
-        }
-        let lambda = self.weight_decay;
-        let affines = self
-            .hidden
-            .iter()
-            .map(|h| &h.affine)
-            .chain(std::iter::once(&self.output));
-        let mut sum = A::zero();
-        for (grad, affine) in self.decayed_grads.iter_mut().zip(affines) {
-            Zip::from(grad)
-                .and(affine.dw())
-                .and(affine.w())
-                .for_each(|g, &dw, &w| {
-                    *g = dw + lambda * w;
-                    sum += w * w;
-                });
-        }
-        A::from(0.5).expect("0.5 is a float") * lambda * sum
-    }
-}
-
-/// Visits an affine layer's parameters, substituting the decayed weight gradient if there is one.
-fn visit_affine<A: NdFloat>(
-    affine: &mut Affine<A>,
-    decayed: Option<&Array2<A>>,
-    f: &mut dyn FnMut(Param<'_, A>),
-) {
-    match decayed {
-        None => affine.visit_params(f),
-        Some(grad) => affine.visit_params(&mut |p| {
-            if p.name == "W" {
-                f(Param {
-                    name: p.name,
-                    value: p.value,
-                    grad: grad.view().into_dyn(),
-                });
-            } else {
-                f(p);
-            }
-        }),
-    }
-}
-
-impl<A: NdFloat> Network<A> for MultiLayerNet<A> {
-    #[track_caller]
-    fn predict(&self, x: ArrayD<A>) -> Array2<A> {
-        let mut h = x;
-        for block in &self.hidden {
-            h = block.affine.predict(h);
-            if let Some(bn) = &block.batch_norm {
-                h = bn.predict(h);
-            }
-            h = block.act.layer().predict(h);
-            if let Some(d) = &block.dropout {
-                h = d.predict(h);
-            }
-        }
-        self.output
-            .predict(h)
-            .into_dimensionality::<Ix2>()
-            .expect("Affine returns (N, out)")
-    }
-
-    #[track_caller]
-    fn loss(&mut self, x: ArrayD<A>, t: Targets<'_, A>) -> A {
-        let scores = self.forward(x);
-        self.penalty = self.decay_loss();
-        self.last_layer.forward(scores, t) + self.penalty
-    }
-
-    #[track_caller]
-    fn gradient(&mut self, x: ArrayD<A>, t: Targets<'_, A>) -> A {
-        self.gradient_reusing(x, t).0
-    }
-
-    #[track_caller]
-    fn gradient_reusing(&mut self, x: ArrayD<A>, t: Targets<'_, A>) -> (A, Option<ArrayD<A>>) {
-        let scores = self.forward(x);
-        let loss = self.last_layer.forward(scores, t);
-        let dout = self.last_layer.backward(A::one()).into_dyn();
-        let x = if self.hidden.is_empty() {
-            self.output.backward_params(dout)
-        } else {
-            let mut d = self.output.backward(dout);
-            for (i, block) in self.hidden.iter_mut().enumerate().rev() {
-                if let Some(dropout) = &mut block.dropout {
-                    d = dropout.backward(d);
-                }
-                d = block.act.layer_mut().backward(d);
-                if let Some(bn) = &mut block.batch_norm {
-                    d = bn.backward(d);
-                }
-                d = if i == 0 {
-                    block.affine.backward_params(d)
-                } else {
-                    block.affine.backward(d)
-                };
-            }
-            d
-        };
-        self.penalty = self.apply_decay();
-        (loss + self.penalty, Some(x))
-    }
-
-    fn penalty(&self) -> A {
-        self.penalty
-    }
-
-    fn visit_params(&mut self, f: &mut dyn FnMut(Param<'_, A>)) {
-        let mut decayed = self.decayed_grads.iter();
-        for block in &mut self.hidden {
-            visit_affine(&mut block.affine, decayed.next(), f);
-            if let Some(bn) = &mut block.batch_norm {
-                bn.visit_params(f);
-            }
-        }
-        visit_affine(&mut self.output, decayed.next(), f);
+        Network::new(&[config.input_size], config.layers(), options, rng)
+            .unwrap_or_else(|err| panic!("MultiLayerNet::new: {err} (sizes {:?})", config.sizes()))
     }
 }
 
@@ -466,7 +232,9 @@ impl<A: NdFloat> Network<A> for MultiLayerNet<A> {
 mod tests {
     use super::*;
     use crate::TwoLayerNet;
-    use ndarray::Array2;
+    use bp_core::{Affine, BatchNorm};
+    use bp_loss::Targets;
+    use ndarray::{Array2, ArrayD};
     use rand::SeedableRng;
     use rand_xoshiro::Xoshiro256PlusPlus;
 
@@ -475,7 +243,7 @@ mod tests {
         (x.into_dyn(), [0, 1, 2, 0, 1, 2])
     }
 
-    fn grads(net: &mut dyn Network<f64>) -> Vec<ArrayD<f64>> {
+    fn grads(net: &mut Network<f64>) -> Vec<ArrayD<f64>> {
         let mut g = Vec::new();
         net.visit_params(&mut |p| g.push(p.grad.to_owned()));
         g
@@ -496,10 +264,7 @@ mod tests {
         );
         assert_eq!(grads(&mut multi), grads(&mut two));
         assert_eq!(multi.predict(x.clone()), two.predict(x));
-        assert_eq!(
-            multi.layer_names(),
-            ["Affine1", "Activation_function1", "Affine2"]
-        );
+        assert_eq!(multi.specs(), two.specs());
     }
 
     /// Central differences of `loss` against `gradient` for every parameter, with every option on.
@@ -573,14 +338,17 @@ mod tests {
         let mut b = MultiLayerNet::<f64>::new(decayed, &mut Xoshiro256PlusPlus::seed_from_u64(2));
         let (x, t) = batch();
         let sum_sq: f64 = a
-            .affines()
+            .layers_of::<Affine<f64>>()
             .map(|l| l.w().iter().map(|w| w * w).sum::<f64>())
             .sum();
         let la = a.gradient(x.clone(), Targets::Index(&t));
         let lb = b.gradient(x, Targets::Index(&t));
         assert!((lb - la - 0.125 * sum_sq).abs() < 1e-12);
         let (ga, gb) = (grads(&mut a), grads(&mut b));
-        let ws: Vec<_> = a.affines().map(|l| l.w().clone().into_dyn()).collect();
+        let ws: Vec<_> = a
+            .layers_of::<Affine<f64>>()
+            .map(|l| l.w().clone().into_dyn())
+            .collect();
         // W1, b1, W2, b2: weights gain 0.25 W, biases are unchanged.
         assert_eq!(gb[1], ga[1]);
         assert_eq!(gb[3], ga[3]);
@@ -608,10 +376,36 @@ mod tests {
         let l3 = net.loss(x.clone(), Targets::Index(&t));
         assert_eq!(l3, net.loss(x.clone(), Targets::Index(&t)));
         assert_eq!(net.predict(x.clone()), net.predict(x));
-        assert_eq!(
-            net.layer_names(),
-            ["Affine1", "Activation_function1", "Dropout1", "Affine2"]
-        );
+    }
+
+    #[test]
+    fn from_specs_recognises_every_configuration_and_nothing_else() {
+        for config in [
+            MultiLayerConfig::new(4, vec![], 2),
+            MultiLayerConfig::new(4, vec![5], 2),
+            MultiLayerConfig {
+                batch_norm: true,
+                dropout: Some(0.5),
+                activation: Activation::Sigmoid,
+                ..MultiLayerConfig::new(4, vec![5, 6, 7], 2)
+            },
+        ] {
+            assert_eq!(
+                MultiLayerConfig::from_specs(4, &config.layers()),
+                Some(config)
+            );
+        }
+        for list in [
+            "relu, affine 2",
+            "affine 5, relu",
+            "affine 5, affine 2",
+            "affine 5, relu, affine 5, sigmoid, affine 2",
+            "affine 5, relu, dropout 0.5, affine 5, relu, affine 2",
+            "affine 5, relu, batchnorm, affine 2",
+        ] {
+            let specs = bp_core::parse_layers(list).unwrap();
+            assert_eq!(MultiLayerConfig::from_specs(4, &specs), None, "{list}");
+        }
     }
 
     #[test]
@@ -623,7 +417,7 @@ mod tests {
         let mut net = MultiLayerNet::<f64>::new(config, &mut Xoshiro256PlusPlus::seed_from_u64(5));
         let (x, t) = batch();
         net.gradient(x.clone(), Targets::Index(&t));
-        let bn = net.batch_norms().next().unwrap();
+        let bn = net.layers_of::<BatchNorm<f64>>().next().unwrap();
         assert!(bn.running_var().iter().all(|&v| v > 0.0));
         // A single row through predict: batch statistics would make it all zeros before gamma/beta.
         let one = x.slice(ndarray::s![0..1, ..]).to_owned().into_dyn();

@@ -30,7 +30,7 @@ pub trait Optimizer<A: NdFloat> {
 
     /// One step over a whole network: [`begin_step`](Optimizer::begin_step), then
     /// [`update_param`](Optimizer::update_param) for every parameter in visiting order.
-    fn step(&mut self, net: &mut dyn Network<A>, lr: A) {
+    fn step(&mut self, net: &mut Network<A>, lr: A) {
         self.begin_step();
         let mut index = 0;
         net.visit_params(&mut |p| {
@@ -361,7 +361,7 @@ fn update_adam<A: NdFloat>(
     value: &mut ArrayViewMutD<'_, A>,
     m: &mut ArrayD<A>,
     v: &mut ArrayD<A>,
-    grad: &ndarray::ArrayViewD<'_, A>,
+    grad: &ArrayViewMutD<'_, A>,
     lr_t: A,
     one_m_b1: A,
     one_m_b2: A,
@@ -384,7 +384,7 @@ fn update_adam<A: NdFloat>(
 }
 
 /// The optimizer to train with, as chosen on the command line.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum OptimizerKind {
     /// [`Sgd`].
     #[default]
@@ -392,13 +392,20 @@ pub enum OptimizerKind {
     /// [`Momentum`] with momentum 0.9.
     Momentum,
     /// [`AdaGrad`].
-    #[value(name = "adagrad")]
     AdaGrad,
     /// [`Adam`] with β₁ = 0.9, β₂ = 0.999.
     Adam,
 }
 
 impl OptimizerKind {
+    /// Every optimizer, in the order the command line lists them.
+    pub const ALL: [OptimizerKind; 4] = [
+        OptimizerKind::Sgd,
+        OptimizerKind::Momentum,
+        OptimizerKind::AdaGrad,
+        OptimizerKind::Adam,
+    ];
+
     /// The lower-case name, as on the command line.
     pub fn name(self) -> &'static str {
         match self {

@@ -16,7 +16,7 @@ use std::f64::consts::PI;
 /// assert_eq!(Schedule::Cosine.lr(0.1, 0, 1000), 0.1);
 /// assert!((Schedule::Cosine.lr(0.1, 500, 1000) - 0.05).abs() < 1e-15);
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Schedule {
     /// The same rate throughout (the book's).
     #[default]
@@ -29,6 +29,9 @@ pub enum Schedule {
 }
 
 impl Schedule {
+    /// Every schedule, in the order the command line lists them.
+    pub const ALL: [Schedule; 3] = [Schedule::Constant, Schedule::Step, Schedule::Cosine];
+
     /// The learning rate for iteration `iter` (counted from 0) of `total`, from the base rate `lr`.
     pub fn lr(self, lr: f64, iter: usize, total: usize) -> f64 {
         let total = total.max(1);

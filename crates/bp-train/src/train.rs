@@ -6,19 +6,67 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use std::io;
+
 use bp_loss::Targets;
-use ndarray::{Array2, ArrayView2, Ix2, NdFloat};
+use ndarray::{Array2, ArrayView, ArrayView2, ArrayViewD, Dimension, IxDyn, NdFloat};
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-use crate::error::TrainError;
 use crate::network::Network;
 use crate::optimizer::OptimizerKind;
 use crate::schedule::Schedule;
 
+/// What can stop a training run: a diverging loss, or a metrics file that cannot be written.
+///
+/// Programming errors (a net whose input size does not fit the data, a zero batch size passed to
+/// the library) panic instead.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrainError {
+    /// The loss became NaN or infinite, or stayed near its ceiling (see [`train`]): the run
+    /// stopped at that iteration.
+    #[error("{}", diverged_message(*iter, *epoch, *loss, *lr))]
+    Diverged {
+        /// The iteration (from 1) at which the run was stopped.
+        iter: usize,
+        /// The epoch (from 1) it belongs to.
+        epoch: usize,
+        /// That iteration's data loss.
+        loss: f64,
+        /// The learning rate of that iteration.
+        lr: f64,
+    },
+
+    /// The metrics CSV file could not be created or written.
+    #[error("cannot write the metrics file {}", path.display())]
+    Metrics {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn diverged_message(iter: usize, epoch: usize, loss: f64, lr: f64) -> String {
+    let what = if loss.is_finite() {
+        format!(
+            "the loss has stayed above {SATURATED_LOSS:.2} for {SATURATED_STEPS} iterations in a \
+             row (now {loss:.4}; its ceiling is 16.12: the net is confidently wrong)"
+        )
+    } else {
+        format!("the loss is {loss}")
+    };
+    format!(
+        "training diverged at iteration {iter} (epoch {epoch}): {what}; try a smaller learning rate \
+         (it was {lr})"
+    )
+}
+
 /// How each iteration's batch is drawn from the training set.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Sampling {
     /// The book's `np.random.choice(train_size, batch_size)`: every batch drawn uniformly with
     /// replacement, independently of the others.
@@ -31,6 +79,9 @@ pub enum Sampling {
 }
 
 impl Sampling {
+    /// Every sampling, in the order the command line lists them.
+    pub const ALL: [Sampling; 2] = [Sampling::Book, Sampling::Shuffle];
+
     /// The lower-case name, as on the command line.
     pub fn name(self) -> &'static str {
         match self {
@@ -116,30 +167,36 @@ pub fn rng(seed: u64, stream: Stream) -> Xoshiro256PlusPlus {
     Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x9E37_79B9_7F4A_7C15u64.wrapping_mul(k))
 }
 
-/// A data set: inputs flattened to (N, features) and one class index per row.
-#[derive(Clone, Copy, Debug)]
+/// A data set: N samples of any shape, (N, ...), such as flat rows (N, 784) or images (N, 1, 28,
+/// 28), and one class index per sample.
+#[derive(Clone, Debug)]
 pub struct Dataset<'a, A> {
-    /// The inputs, one row per sample.
-    pub x: ArrayView2<'a, A>,
-    /// The class of each row.
+    /// The inputs, samples along the first axis.
+    pub x: ArrayViewD<'a, A>,
+    /// The class of each sample.
     pub t: &'a [usize],
 }
 
 impl<'a, A> Dataset<'a, A> {
-    /// A data set of the given inputs and labels.
+    /// A data set of the given inputs (samples along the first axis) and labels.
     ///
     /// # Panics
     ///
-    /// If there is not one label per row.
+    /// If `x` has fewer than two axes or there is not one label per sample.
     #[track_caller]
-    pub fn new(x: ArrayView2<'a, A>, t: &'a [usize]) -> Self {
+    pub fn new<D: Dimension>(x: ArrayView<'a, A, D>, t: &'a [usize]) -> Self {
         assert!(
-            x.nrows() == t.len(),
+            x.ndim() >= 2 && x.shape()[0] == t.len(),
             "Dataset::new: x has shape {:?} but there are {} labels",
             x.shape(),
             t.len()
         );
-        Dataset { x, t }
+        Dataset { x: x.into_dyn(), t }
+    }
+
+    /// The number of elements of one sample.
+    pub fn sample_size(&self) -> usize {
+        self.x.shape()[1..].iter().product()
     }
 
     /// The number of samples.
@@ -363,25 +420,19 @@ pub const SATURATED_STEPS: usize = 50;
 /// let data = Dataset::new(x.view(), &t);
 /// let mut net = TwoLayerNet::<f32>::new(2, 16, 2, 0.5, &mut bp_train::rng(0, bp_train::Stream::Init));
 /// let cfg = TrainConfig { length: Length::Epochs(30), batch_size: 20, lr: 0.5, ..TrainConfig::default() };
-/// let summary = train(&mut net, data, data, &cfg, &mut Silent)?;
+/// let summary = train(&mut net, data.clone(), data, &cfg, &mut Silent)?;
 /// assert_eq!(summary.iters, 300);
 /// assert!(summary.test_acc > 0.9, "{}", summary.test_acc);
 /// # Ok::<(), bp_train::TrainError>(())
 /// ```
-pub fn train<A, N>(
-    net: &mut N,
+pub fn train<A: NdFloat>(
+    net: &mut Network<A>,
     train: Dataset<'_, A>,
     test: Dataset<'_, A>,
     cfg: &TrainConfig,
     observer: &mut dyn Observer,
-) -> Result<TrainSummary, TrainError>
-where
-    A: NdFloat + 'static,
-    N: Network<A> + ?Sized,
-{
-    train_with(net, train, test, cfg, observer, &mut |_, _| {
-        Ok(Flow::Continue)
-    })
+) -> Result<TrainSummary, TrainError> {
+    train_with(net, train, test, cfg, observer, |_, _| Ok(Flow::Continue))
 }
 
 /// What [`train_with`] does after an epoch.
@@ -400,22 +451,23 @@ pub enum Flow {
 ///
 /// # Errors
 ///
-/// As [`train`], and the hook's errors, which end the run.
+/// As [`train`] (converted to the hook's error type `E`), and the hook's errors, which end the
+/// run.
 ///
 /// # Panics
 ///
 /// As [`train`].
-pub fn train_with<A, N>(
-    net: &mut N,
+pub fn train_with<A, E>(
+    net: &mut Network<A>,
     train: Dataset<'_, A>,
     test: Dataset<'_, A>,
     cfg: &TrainConfig,
     observer: &mut dyn Observer,
-    after_epoch: &mut dyn FnMut(&N, &EpochReport) -> Result<Flow, TrainError>,
-) -> Result<TrainSummary, TrainError>
+    mut after_epoch: impl FnMut(&Network<A>, &EpochReport) -> Result<Flow, E>,
+) -> Result<TrainSummary, E>
 where
-    A: NdFloat + 'static,
-    N: Network<A> + ?Sized,
+    A: NdFloat,
+    E: From<TrainError>,
 {
     assert!(cfg.batch_size > 0, "train: the batch size must be positive");
     assert!(
@@ -425,7 +477,23 @@ where
         test.len()
     );
     let n = train.len();
-    let features = train.x.ncols();
+    let features = train.sample_size();
+    assert!(
+        features == net.input_size() && test.sample_size() == features,
+        "train: the network takes samples of shape {:?}, but the training set holds samples of \
+         shape {:?} and the test set of {:?}",
+        net.input_shape(),
+        &train.x.shape()[1..],
+        &test.x.shape()[1..]
+    );
+    // The training set as rows, for the gather (a view unless the data is not in standard layout).
+    let rows = train.x.as_standard_layout();
+    let rows = rows
+        .view()
+        .into_shape_with_order((n, features))
+        .expect("a standard-layout array reshapes to rows");
+    let mut batch_shape = vec![cfg.batch_size];
+    batch_shape.extend(net.input_shape());
     let batch_size = cfg.batch_size;
     let ipe = iters_per_epoch(n, batch_size);
     let iters = match cfg.length {
@@ -475,12 +543,15 @@ where
                 Some(b) if b.dim() == (batch_size, features) => b,
                 _ => Array2::zeros((batch_size, features)),
             };
-            gather(train.x, &indices, &mut x);
+            gather(rows, &indices, &mut x);
             for (label, &i) in labels.iter_mut().zip(&indices) {
                 *label = train.t[i];
             }
-            let (loss, storage) = net.gradient_reusing(x.into_dyn(), Targets::Index(&labels));
-            if let Some(b) = storage.and_then(|b| b.into_dimensionality::<Ix2>().ok()) {
+            let x = x
+                .into_shape_with_order(IxDyn(&batch_shape))
+                .expect("a batch buffer is in standard layout");
+            let (loss, storage) = net.gradient_reusing(x, Targets::Index(&labels));
+            if let Ok(b) = storage.into_shape_with_order((batch_size, features)) {
                 batches.push_back(b);
             }
             let lr = cfg.schedule.lr(cfg.lr, iter, iters);
@@ -497,7 +568,8 @@ where
                     epoch,
                     loss: data_loss,
                     lr,
-                });
+                }
+                .into());
             }
             loss_sum += loss;
             let lr = A::from(lr).expect("a finite f64 converts");
@@ -516,8 +588,8 @@ where
             epoch,
             iter,
             loss: loss_sum / steps as f64,
-            train_acc: net.accuracy(train.x.into_dyn(), train.t),
-            test_acc: net.accuracy(test.x.into_dyn(), test.t),
+            train_acc: net.accuracy(train.x.view(), train.t),
+            test_acc: net.accuracy(test.x.view(), test.t),
             seconds,
             train_seconds,
         };
@@ -544,9 +616,8 @@ where
 /// thread (`bp_core::threads() > 1`). The helper gathers half of each batch and reads part of the
 /// other half in `dW1 = xᵀ · dout`, so the buffer just used sits in both cores' caches, and
 /// gathering into it again would first have to take its lines back from the other core; a buffer
-/// last used 8 steps ago is mostly gone from them. The book's run (`bp-train -q`) on two threads,
-/// 8 buffers against 1, alternating: 1.31 s against 1.37 s (medians of 10 runs, faster in 9). With
-/// one thread a single buffer stays in the cache and is faster.
+/// last used 8 steps ago is mostly gone from them. With one thread a single buffer stays in the
+/// cache and is faster. (The figures are in docs/performance.md, "Two threads".)
 const SHARED_BATCH_BUFFERS: usize = 8;
 
 /// Rows gathered together: [`gather`] copies a slice of each of these many rows before the next
@@ -562,10 +633,10 @@ const SHARED_GATHER_ELEMENTS: usize = 1 << 15;
 /// Copies row `indices[r]` of `x` into row `r` of `out`.
 ///
 /// The rows of a batch are scattered over a data set far larger than the caches, so the copy waits
-/// on memory. Copying slices of a few rows in turn keeps several rows' loads in flight: at the
-/// book's shapes this gathers a batch about 1.5x as fast as a row at a time. A large batch is
-/// copied in two halves at once, the second by bp-core's helper thread (see [`bp_core::join`]),
-/// which doubles the loads in flight again (see the Performance section of README.md).
+/// on memory. Copying slices of a few rows in turn keeps several rows' loads in flight. A large
+/// batch is copied in two halves at once, the second by bp-core's helper thread (see
+/// [`bp_core::join`]), which doubles the loads in flight again (figures in docs/performance.md,
+/// "The batch gather").
 fn gather<A: Copy + Send + Sync>(x: ArrayView2<'_, A>, indices: &[usize], out: &mut Array2<A>) {
     let cols = x.ncols();
     debug_assert_eq!(out.dim(), (indices.len(), cols));

@@ -1,14 +1,18 @@
-//! The book's two-layer net (chapter 5).
+//! The book's two-layer net (chapter 5): a named constructor of a layer list.
 
-use bp_core::{Affine, Init, Layer, Param, Relu};
-use bp_loss::{SoftmaxWithLoss, Targets};
-use ndarray::{Array2, ArrayD, ArrayViewD, Ix2, NdFloat};
+use std::marker::PhantomData;
+
+use bp_core::{Affine, Init, LayerSpec};
+use ndarray::NdFloat;
 use rand::Rng;
 
-use crate::network::Network;
+use crate::network::{NetOptions, Network};
 
-/// The book's `TwoLayerNet`: `Affine1 -> Relu1 -> Affine2 -> SoftmaxWithLoss`, the layers kept in
-/// that order (the book's `OrderedDict`).
+/// The book's `TwoLayerNet`: a named constructor of the [`Network`] `Affine1 -> Relu1 -> Affine2 ->
+/// SoftmaxWithLoss`, the layer list `affine H, relu, affine O`. The network it builds has the
+/// book's API: [`predict`](Network::predict), [`loss`](Network::loss),
+/// [`accuracy`](Network::accuracy), [`gradient`](Network::gradient) and
+/// [`numerical_gradient`](Network::numerical_gradient).
 ///
 /// # Shapes
 ///
@@ -16,13 +20,14 @@ use crate::network::Network;
 ///
 /// # Parameters
 ///
-/// Visited `W1, b1, W2, b2` (named `"W"`, `"b"`, `"W"`, `"b"`; see [`param_names`](crate::param_names)).
+/// Visited `W1, b1, W2, b2` (named `"W"`, `"b"`, `"W"`, `"b"`; see
+/// [`param_names`](Network::param_names)).
 ///
 /// # Example
 ///
 /// ```
 /// use bp_loss::Targets;
-/// use bp_train::{Network, TwoLayerNet};
+/// use bp_train::TwoLayerNet;
 /// use ndarray::array;
 /// use rand::SeedableRng;
 /// use rand_xoshiro::Xoshiro256PlusPlus;
@@ -35,13 +40,8 @@ use crate::network::Network;
 /// assert!((loss - 3f64.ln()).abs() < 1e-3);
 /// assert_eq!(net.predict(x).dim(), (2, 3));
 /// ```
-#[derive(Clone, Debug)]
-pub struct TwoLayerNet<A> {
-    affine1: Affine<A>,
-    relu1: Relu,
-    affine2: Affine<A>,
-    last_layer: SoftmaxWithLoss<A>,
-}
+#[derive(Debug)]
+pub struct TwoLayerNet<A>(PhantomData<A>);
 
 impl<A: NdFloat> TwoLayerNet<A> {
     /// The book's `TwoLayerNet(input_size, hidden_size, output_size, weight_init_std)`:
@@ -53,125 +53,73 @@ impl<A: NdFloat> TwoLayerNet<A> {
     ///
     /// If a size is 0.
     #[track_caller]
+    #[allow(clippy::new_ret_no_self)]
     pub fn new<R: Rng + ?Sized>(
         input_size: usize,
         hidden_size: usize,
         output_size: usize,
         weight_init_std: f64,
         rng: &mut R,
-    ) -> Self {
+    ) -> Network<A> {
         assert!(
             input_size > 0 && hidden_size > 0 && output_size > 0,
             "TwoLayerNet::new: sizes must be positive, got {input_size}-{hidden_size}-{output_size}"
         );
-        let init = Init::Std(weight_init_std);
-        let affine1 = Affine::random(input_size, hidden_size, init, rng);
-        let affine2 = Affine::random(hidden_size, output_size, init, rng);
-        TwoLayerNet::from_layers(affine1, affine2)
+        let options = NetOptions {
+            init: Init::Std(weight_init_std),
+            weight_decay: 0.0,
+        };
+        Network::new(
+            &[input_size],
+            layers(hidden_size, output_size),
+            options,
+            rng,
+        )
+        .expect("positive sizes make a two-layer net")
     }
 
-    /// A net with the given first and second affine layers.
+    /// The network with the given first and second affine layers.
     ///
     /// # Panics
     ///
     /// If the first layer's output size is not the second layer's input size.
     #[track_caller]
-    pub fn from_layers(affine1: Affine<A>, affine2: Affine<A>) -> Self {
+    pub fn from_layers(affine1: Affine<A>, affine2: Affine<A>) -> Network<A> {
         assert!(
             affine1.output_size() == affine2.input_size(),
             "TwoLayerNet::from_layers: W1 has shape {:?} but W2 has shape {:?}",
             affine1.w().shape(),
             affine2.w().shape()
         );
-        TwoLayerNet {
-            affine1,
-            relu1: Relu::new(),
-            affine2,
-            last_layer: SoftmaxWithLoss::new(),
-        }
-    }
-
-    /// The layer names in order, as the book's `OrderedDict` keys.
-    pub fn layer_names(&self) -> [&'static str; 3] {
-        ["Affine1", "Relu1", "Affine2"]
-    }
-
-    /// The first affine layer.
-    pub fn affine1(&self) -> &Affine<A> {
-        &self.affine1
-    }
-
-    /// The second affine layer.
-    pub fn affine2(&self) -> &Affine<A> {
-        &self.affine2
-    }
-
-    /// The sizes `[input, hidden, output]`.
-    pub fn sizes(&self) -> [usize; 3] {
-        [
-            self.affine1.input_size(),
-            self.affine1.output_size(),
-            self.affine2.output_size(),
-        ]
-    }
-
-    /// Visits every parameter's name and value read-only, in the order of
-    /// [`visit_params`](Network::visit_params).
-    pub fn visit_params_ref(&self, f: &mut dyn FnMut(&'static str, ArrayViewD<'_, A>)) {
-        self.affine1.visit_params_ref(f);
-        self.affine2.visit_params_ref(f);
-    }
-
-    /// Training forward through the layers, before the loss.
-    fn forward(&mut self, x: ArrayD<A>) -> ArrayD<A> {
-        let h = self.affine1.forward(x);
-        let h = self.relu1.forward(h);
-        self.affine2.forward(h)
+        let mut net = TwoLayerNet::new(
+            affine1.input_size(),
+            affine1.output_size(),
+            affine2.output_size(),
+            0.0,
+            &mut <rand_xoshiro::Xoshiro256PlusPlus as rand::SeedableRng>::seed_from_u64(0),
+        );
+        let layers = net.layers_mut().layers_mut();
+        layers[0] = Box::new(affine1);
+        layers[2] = Box::new(affine2);
+        net
     }
 }
 
-impl<A: NdFloat> Network<A> for TwoLayerNet<A> {
-    #[track_caller]
-    fn predict(&self, x: ArrayD<A>) -> Array2<A> {
-        let h = self.affine1.predict(x);
-        let h = self.relu1.predict(h);
-        self.affine2
-            .predict(h)
-            .into_dimensionality::<Ix2>()
-            .expect("Affine returns (N, out)")
-    }
-
-    #[track_caller]
-    fn loss(&mut self, x: ArrayD<A>, t: Targets<'_, A>) -> A {
-        let scores = self.forward(x);
-        self.last_layer.forward(scores, t)
-    }
-
-    #[track_caller]
-    fn gradient(&mut self, x: ArrayD<A>, t: Targets<'_, A>) -> A {
-        self.gradient_reusing(x, t).0
-    }
-
-    #[track_caller]
-    fn gradient_reusing(&mut self, x: ArrayD<A>, t: Targets<'_, A>) -> (A, Option<ArrayD<A>>) {
-        let loss = self.loss(x, t);
-        let dout = self.last_layer.backward(A::one());
-        let dh = self.affine2.backward(dout.into_dyn());
-        let dh = self.relu1.backward(dh);
-        let x = self.affine1.backward_params(dh);
-        (loss, Some(x))
-    }
-
-    fn visit_params(&mut self, f: &mut dyn FnMut(Param<'_, A>)) {
-        self.affine1.visit_params(f);
-        self.affine2.visit_params(f);
-    }
+/// `affine hidden, relu, affine output`.
+fn layers(hidden: usize, output: usize) -> Vec<LayerSpec> {
+    vec![
+        LayerSpec::Affine { out: hidden },
+        LayerSpec::Relu,
+        LayerSpec::Affine { out: output },
+    ]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::array;
+    use bp_core::Layer;
+    use bp_loss::Targets;
+    use ndarray::{Array2, array};
 
     /// A 2-2-2 net worked by hand.
     ///
@@ -216,5 +164,15 @@ mod tests {
         let a = net.loss(x.clone(), Targets::Index(&t));
         let b = net.gradient(x, Targets::Index(&t));
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn the_book_net_is_a_stack_of_three_layers() {
+        let mut rng = <rand_xoshiro::Xoshiro256PlusPlus as rand::SeedableRng>::seed_from_u64(0);
+        let net = TwoLayerNet::<f32>::new(784, 50, 10, 0.01, &mut rng);
+        let list: Vec<String> = net.specs().iter().map(ToString::to_string).collect();
+        assert_eq!(list, ["affine 50", "relu", "affine 10"]);
+        assert_eq!(net.param_names(), ["W1", "b1", "W2", "b2"]);
+        assert_eq!(net.layers().num_params(), 784 * 50 + 50 + 50 * 10 + 10);
     }
 }

@@ -64,7 +64,7 @@ fn steady_training_steps_allocate_nothing() {
             // TwoLayerNet: forward x·W1, h·W2; backward dW2, dx2, dW1 (no dx for the first layer).
             let mut two = |cfg: &TrainConfig, counter: &mut Counter| {
                 let mut net = TwoLayerNet::<f32>::new(64, 32, 5, 0.1, &mut rng(0, Stream::Init));
-                train(&mut net, data, data, cfg, counter).unwrap()
+                train(&mut net, data.clone(), data.clone(), cfg, counter).unwrap()
             };
             let n = max_allocations_per_step(&mut two, &cfg);
             assert!(
@@ -82,7 +82,7 @@ fn steady_training_steps_allocate_nothing() {
                     ..MultiLayerConfig::new(64, vec![32, 16], 5)
                 };
                 let mut net = MultiLayerNet::<f32>::new(config, &mut rng(0, Stream::Init));
-                train(&mut net, data, data, cfg, counter).unwrap()
+                train(&mut net, data.clone(), data.clone(), cfg, counter).unwrap()
             };
             let n = max_allocations_per_step(&mut multi, &cfg);
             assert!(

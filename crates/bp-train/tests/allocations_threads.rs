@@ -46,7 +46,8 @@ fn steady_steps_with_a_helper_thread_allocate_nothing() {
     let mut counter = Counter {
         at_step: Vec::with_capacity(100),
     };
-    train(&mut net, data, data, &cfg, &mut counter).expect("the run does not diverge");
+    train(&mut net, data.clone(), data.clone(), &cfg, &mut counter)
+        .expect("the run does not diverge");
     let most = counter.at_step[1..]
         .windows(2)
         .map(|w| w[1] - w[0])

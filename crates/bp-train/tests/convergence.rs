@@ -5,7 +5,7 @@ mod common;
 
 use bp_core::Init;
 use bp_train::{
-    Activation, Dataset, Length, MultiLayerConfig, MultiLayerNet, Network, OptimizerKind, Sampling,
+    Activation, Dataset, Length, MultiLayerConfig, MultiLayerNet, OptimizerKind, Sampling,
     Schedule, Silent, Stream, TrainConfig, TrainSummary, rng, train,
 };
 use ndarray::{Array2, NdFloat};

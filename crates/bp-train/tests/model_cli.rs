@@ -121,14 +121,16 @@ fn eval_prints_the_accuracy_training_reported() {
 }
 
 /// Writes a grayscale or RGB PNG.
-fn write_png(path: &Path, width: usize, height: usize, color: png::ColorType, data: &[u8]) {
-    let file = fs::File::create(path).unwrap();
-    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), width as u32, height as u32);
-    encoder.set_color(color);
-    encoder.set_depth(png::BitDepth::Eight);
-    let mut writer = encoder.write_header().unwrap();
-    writer.write_image_data(data).unwrap();
-    writer.finish().unwrap();
+fn write_png(path: &Path, width: usize, height: usize, color: image::ColorType, data: &[u8]) {
+    image::save_buffer_with_format(
+        path,
+        data,
+        width as u32,
+        height as u32,
+        color,
+        image::ImageFormat::Png,
+    )
+    .unwrap();
 }
 
 /// The predicted class of each image in `predict`'s output, in order.
@@ -180,7 +182,7 @@ fn predict_classifies_test_digits_rendered_to_png_and_pgm() {
             // As MNIST stores it: a white digit on black, 28x28 gray.
             0 => {
                 let p = dir.join(format!("test{i}.png"));
-                write_png(&p, 28, 28, png::ColorType::Grayscale, &pixels);
+                write_png(&p, 28, 28, image::ColorType::L8, &pixels);
                 p
             }
             // As a person would draw it: black ink on white, 84x84, in colour.
@@ -193,7 +195,7 @@ fn predict_classifies_test_digits_rendered_to_png_and_pgm() {
                         rgb.extend([v, v, v]);
                     }
                 }
-                write_png(&p, 84, 84, png::ColorType::Rgb, &rgb);
+                write_png(&p, 84, 84, image::ColorType::Rgb8, &rgb);
                 p
             }
             // As a binary PGM.
@@ -252,7 +254,7 @@ fn predict_names_each_bad_image_and_still_classifies_the_others() {
     );
     assert!(
         err.contains(&format!(
-            "{} is not a valid PGM image: the pixel data is cut short",
+            "{} is not a valid PGM image: the file is cut short",
             cut.display()
         )),
         "{err}"
@@ -448,7 +450,7 @@ fn save_without_best_keeps_the_last_epoch_in_f64() {
         format!("{:.4}", record.test_acc),
         final_value(&out, "test_acc")
     );
-    assert_eq!(saved.info.input_shape, (8, 8));
+    assert_eq!(saved.info.image_shape, (8, 8));
     let eval = success(&[
         "eval",
         "--model",
@@ -535,7 +537,13 @@ fn a_run_killed_while_saving_leaves_the_previous_model_intact() {
         } else {
             // Finished (or killed just after the rename): the new model is whole.
             let saved = AnyModel::load(&model).unwrap();
-            assert_eq!(saved.info().config.hidden_sizes, [100_000]);
+            let AnyModel::F32(saved) = saved else {
+                panic!("an f32 model")
+            };
+            assert_eq!(
+                saved.net.specs()[0],
+                bp_core::LayerSpec::Affine { out: 100_000 }
+            );
             fs::write(&model, &old).unwrap();
         }
         for name in temp_files(dir.path()) {
@@ -606,7 +614,7 @@ fn fit_mnist_classifies_digits_that_fill_their_picture() {
             }
         }
         let path = dir.path().join(format!("filled{i}.png"));
-        write_png(&path, n, n, png::ColorType::Grayscale, &pixels);
+        write_png(&path, n, n, image::ColorType::L8, &pixels);
         paths.push(path.to_str().unwrap().to_owned());
     }
     let correct = |fit: &str| {

@@ -4,20 +4,20 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use bp_core::Init;
+use bp_core::{Affine, BatchNorm, Init, parse_layers};
 use bp_loss::Targets;
 use bp_train::model_file::{
-    AnyModel, Model, ModelError, ModelInfo, NetRef, TrainingRecord, save_model, to_bytes,
-    write_atomic,
+    AnyModel, Model, ModelElement, ModelError, ModelInfo, TrainingRecord, save_model, to_bytes,
 };
 use bp_train::{
-    Activation, Dtype, MultiLayerConfig, MultiLayerNet, Network, Optimizer, Sgd, TrainedNet,
-    TwoLayerNet,
+    Activation, Dtype, MultiLayerConfig, MultiLayerNet, NetOptions, Network, Optimizer, Sgd,
+    TwoLayerNet, write_atomic,
 };
 use ndarray::{Array2, ArrayD, NdFloat};
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use safetensors::SafeTensors;
+use serde_json::{Value, json};
 
 /// A fresh, empty directory for one test.
 fn temp_dir(name: &str) -> PathBuf {
@@ -35,11 +35,7 @@ fn batch() -> (ArrayD<f64>, Vec<usize>) {
 }
 
 /// A net trained for a few steps, so that no parameter or running average is at its initial value.
-fn trained<A, N>(mut net: N) -> N
-where
-    A: NdFloat,
-    N: Network<A>,
-{
+fn trained<A: NdFloat>(mut net: Network<A>) -> Network<A> {
     let (x, t) = batch();
     let x = x.mapv(|v| A::from(v).unwrap());
     let mut sgd = Sgd::new();
@@ -70,17 +66,11 @@ fn two_layer_info() -> ModelInfo {
             train_acc: 0.75,
             test_acc: 2.0 / 3.0,
         }),
-        ..ModelInfo::new(
-            MultiLayerConfig {
-                init: Init::Std(0.5),
-                ..MultiLayerConfig::new(6, vec![8], 4)
-            },
-            (3, 2),
-        )
+        ..ModelInfo::new((3, 2))
     }
 }
 
-fn two_layer_net() -> TwoLayerNet<f32> {
+fn two_layer_net() -> Network<f32> {
     trained(TwoLayerNet::<f32>::new(
         6,
         8,
@@ -96,17 +86,26 @@ fn a_two_layer_net_round_trips_with_identical_predictions() {
     let path = dir.join("net.safetensors");
     let net = two_layer_net();
     let info = two_layer_info();
-    save_model(&path, (&net).into(), &info).unwrap();
+    save_model(&path, &net, &info).unwrap();
     let model = Model::<f32>::load(&path).unwrap();
     assert_eq!(model.info, info);
-    let TrainedNet::TwoLayer(back) = &model.net else {
-        panic!("a TwoLayerNet comes back as one");
-    };
-    assert_eq!(back.affine1().w(), net.affine1().w());
-    assert_eq!(back.affine2().b(), net.affine2().b());
+    assert_eq!(model.net.specs(), net.specs());
+    assert_eq!(model.net.options(), net.options());
+    assert_eq!(
+        model.net.describe(),
+        "TwoLayerNet 6-8-4, relu, init std 0.5"
+    );
+    for (a, b) in model
+        .net
+        .layers_of::<Affine<f32>>()
+        .zip(net.layers_of::<Affine<f32>>())
+    {
+        assert_eq!(a.w(), b.w());
+        assert_eq!(a.b(), b.b());
+    }
     let (x, _) = batch();
     let x = x.mapv(|v| v as f32);
-    assert_eq!(model.net.network().predict(x.clone()), net.predict(x));
+    assert_eq!(model.net.predict(x.clone()), net.predict(x));
     // Saving again gives the same bytes.
     let again = dir.join("again.safetensors");
     model.save(&again).unwrap();
@@ -123,25 +122,30 @@ fn a_multi_layer_net_with_batch_norm_and_dropout_round_trips_in_f64() {
         &mut Xoshiro256PlusPlus::seed_from_u64(2),
     ));
     assert!(
-        net.batch_norms()
+        net.layers_of::<BatchNorm<f64>>()
             .all(|bn| bn.running_var().iter().all(|&v| v > 0.0))
     );
-    let info = ModelInfo::new(rich_config(), (2, 3));
-    save_model(&path, (&net).into(), &info).unwrap();
+    let info = ModelInfo::new((2, 3));
+    save_model(&path, &net, &info).unwrap();
     let AnyModel::F64(model) = AnyModel::load(&path).unwrap() else {
         panic!("an f64 model comes back as one");
     };
     assert_eq!(model.info, info);
-    let TrainedNet::MultiLayer(back) = &model.net else {
-        panic!("a MultiLayerNet comes back as one");
-    };
-    for (a, b) in back.batch_norms().zip(net.batch_norms()) {
+    assert_eq!(model.net.specs(), rich_config().layers());
+    assert_eq!(model.net.options().weight_decay, 0.01);
+    assert_eq!(model.net.options().init, Init::Xavier);
+    let back = &model.net;
+    assert_eq!(back.layers_of::<BatchNorm<f64>>().count(), 2);
+    for (a, b) in back
+        .layers_of::<BatchNorm<f64>>()
+        .zip(net.layers_of::<BatchNorm<f64>>())
+    {
         assert_eq!(a.gamma(), b.gamma());
         assert_eq!(a.running_mean(), b.running_mean());
         assert_eq!(a.running_var(), b.running_var());
     }
     let (x, _) = batch();
-    assert_eq!(model.net.network().predict(x.clone()), net.predict(x));
+    assert_eq!(model.net.predict(x.clone()), net.predict(x));
 
     // The tensors are named and shaped as PyTorch's state_dict of the same nn.Sequential.
     let bytes = fs::read(&path).unwrap();
@@ -175,13 +179,16 @@ fn a_multi_layer_net_with_batch_norm_and_dropout_round_trips_in_f64() {
     // The Linear weight is W transposed.
     let w0 = st.tensor("layers.0.weight").unwrap();
     let first = f64::from_le_bytes(w0.data()[8..16].try_into().unwrap());
-    assert_eq!(first, net.affines().next().unwrap().w()[[1, 0]]);
+    assert_eq!(
+        first,
+        net.layers_of::<Affine<f64>>().next().unwrap().w()[[1, 0]]
+    );
     fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn an_f32_file_is_refused_as_f64() {
-    let bytes = to_bytes((&two_layer_net()).into(), &two_layer_info());
+    let bytes = to_bytes(&two_layer_net(), &two_layer_info());
     let err = Model::<f64>::from_bytes(&bytes, Path::new("m.safetensors")).unwrap_err();
     assert!(
         matches!(
@@ -225,7 +232,7 @@ impl safetensors::View for &RawTensor {
 
 /// The bytes of a valid model file, changed by `edit` (metadata and tensors).
 fn edited(edit: impl FnOnce(&mut HashMap<String, String>, &mut Vec<RawTensor>)) -> Vec<u8> {
-    let bytes = to_bytes((&two_layer_net()).into(), &two_layer_info());
+    let bytes = to_bytes(&two_layer_net(), &two_layer_info());
     let st = SafeTensors::deserialize(&bytes).unwrap();
     let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
     let mut meta = header.metadata().clone().unwrap();
@@ -248,6 +255,17 @@ fn set(key: &str, value: &str) -> impl FnOnce(&mut HashMap<String, String>, &mut
     let (key, value) = (key.to_owned(), value.to_owned());
     move |m, _| {
         m.insert(key, value);
+    }
+}
+
+/// Edits the `model` header's JSON.
+fn header(
+    edit: impl FnOnce(&mut Value),
+) -> impl FnOnce(&mut HashMap<String, String>, &mut Vec<RawTensor>) {
+    move |m, _| {
+        let mut value: Value = serde_json::from_str(&m["model"]).unwrap();
+        edit(&mut value);
+        m.insert("model".to_owned(), value.to_string());
     }
 }
 
@@ -282,7 +300,7 @@ fn missing_metadata(bytes: &[u8], key: &str) {
 
 #[test]
 fn bytes_that_are_not_safetensors_are_a_format_error() {
-    let good = to_bytes((&two_layer_net()).into(), &two_layer_info());
+    let good = to_bytes(&two_layer_net(), &two_layer_info());
     let cases: Vec<Vec<u8>> = vec![
         Vec::new(),
         b"\x89PNG\r\n\x1a\n0000".to_vec(),
@@ -320,21 +338,7 @@ fn a_file_bp_did_not_write_says_so() {
 
 #[test]
 fn every_missing_metadata_key_is_named() {
-    for key in [
-        "format_version",
-        "architecture",
-        "sizes",
-        "activation",
-        "dtype",
-        "input_shape",
-        "classes",
-        "batch_norm",
-        "batch_norm_eps",
-        "dropout",
-        "init",
-        "weight_decay",
-        "layers",
-    ] {
+    for key in ["format_version", "model"] {
         let bytes = edited(|m, _| {
             m.remove(key);
         });
@@ -343,54 +347,135 @@ fn every_missing_metadata_key_is_named() {
 }
 
 #[test]
-fn every_bad_metadata_value_is_refused() {
-    let cases: &[(&str, &str, &str)] = &[
-        ("format_version", "2", "reads version 1"),
-        ("dtype", "f16", "not `f32` or `f64`"),
-        ("sizes", "784,50,10", "not JSON"),
-        ("sizes", "[6,0,4]", "positive integers"),
-        ("sizes", "[6]", "at least 2"),
-        ("sizes", "[6,-8,4]", "positive integers"),
-        ("sizes", "{\"a\":1}", "positive integers"),
-        ("activation", "tanh", "not `relu` or `sigmoid`"),
-        ("input_shape", "[2,2]", "do not make the input size 6"),
-        ("input_shape", "[6]", "a JSON list of 2 positive integers"),
-        ("classes", "5", "the last of the sizes is 4"),
-        ("classes", "four", "not a non-negative integer"),
-        ("batch_norm", "yes", "not `true` or `false`"),
-        ("batch_norm_eps", "1e-5", "ε = 1e-6"),
-        ("dropout", "1.5", "[0, 1)"),
-        ("dropout", "\"half\"", "not a number or null"),
-        ("init", "uniform", "`std <positive number>`"),
-        ("init", "std -1", "`std <positive number>`"),
-        ("weight_decay", "-0.1", "negative"),
-        ("weight_decay", "NaN", "not a finite number"),
+fn files_of_another_format_version_are_refused_naming_it() {
+    let v1 = edited(|m, _| {
+        m.insert("format".into(), "bp-mlp".into());
+        m.insert("format_version".into(), "1".into());
+    });
+    let err = load_err(&v1);
+    assert!(
+        matches!(&err, ModelError::FormatVersion { found, format, .. } if found == "1" && format == "bp-mlp"),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "the model file bad.safetensors is in format version 1 (`bp-mlp`), but this bp-train \
+         reads version 2; train the model again with --save to write one"
+    );
+    let v3 = edited(set("format_version", "3"));
+    assert!(matches!(load_err(&v3), ModelError::FormatVersion { found, .. } if found == "3"));
+}
+
+#[test]
+fn every_bad_header_value_is_refused() {
+    type Edit = Box<dyn FnOnce(&mut Value)>;
+    let cases: Vec<(Edit, &str)> = vec![
         (
-            "architecture",
-            "ResNet",
-            "not `TwoLayerNet` or `MultiLayerNet`",
-        ),
-        ("layers", "[\"Linear()\"]", "the other keys describe"),
-        (
-            "training",
-            "{\"epoch\":1}",
-            "`iter` is not a non-negative integer",
+            Box::new(|h| h["dtype"] = json!("f16")),
+            "unknown variant `f16`",
         ),
         (
-            "training",
-            "{\"epoch\":1,\"iter\":1,\"loss\":0.5,\"train_acc\":0.5,\"test_acc\":1.5}",
-            "`test_acc` is not a number in [0, 1]",
+            Box::new(|h| h["image_shape"] = json!([2, 2])),
+            "`image_shape` does not hold",
+        ),
+        (
+            Box::new(|h| h["image_shape"] = json!([6])),
+            "invalid length 1",
+        ),
+        (
+            Box::new(|h| h["input_shape"] = json!([5])),
+            "`image_shape` does not hold",
+        ),
+        (
+            Box::new(|h| h["classes"] = json!(5)),
+            "its `classes` is 5, but its last layer gives 4",
+        ),
+        (Box::new(|h| h["classes"] = json!("four")), "invalid type"),
+        (
+            Box::new(|h| h["layers"][1] = json!({"layer": "tanh"})),
+            "unknown variant `tanh`",
+        ),
+        (
+            Box::new(|h| h["layers"][0] = json!({"layer": "affine", "out": -8})),
+            "invalid value",
+        ),
+        (
+            Box::new(|h| h["layers"][0]["size"] = json!(8)),
+            "unknown field `size`",
+        ),
+        (
+            Box::new(|h| h["modules"][1] = json!("Tanh()")),
+            "its `modules` do not match its layers",
+        ),
+        (
+            Box::new(|h| h["init"] = json!({"std": -1.0})),
+            "`init` std is not a finite number",
+        ),
+        (
+            Box::new(|h| h["init"] = json!("uniform")),
+            "unknown variant `uniform`",
+        ),
+        (
+            Box::new(|h| h["weight_decay"] = json!(-0.1)),
+            "`weight_decay` is not a finite number >= 0",
+        ),
+        (Box::new(|h| h["extra"] = json!(1)), "unknown field `extra`"),
+        (
+            Box::new(|h| {
+                h.as_object_mut()
+                    .unwrap()
+                    .remove("layers")
+                    .map(drop)
+                    .unwrap()
+            }),
+            "missing field `layers`",
+        ),
+        (
+            Box::new(|h| h["training"] = json!({"epoch": 1})),
+            "missing field `iter`",
+        ),
+        (
+            Box::new(|h| h["training"]["test_acc"] = json!(1.5)),
+            "an accuracy outside [0, 1]",
         ),
     ];
-    for (key, value, reason) in cases {
-        bad_metadata(&edited(set(key, value)), key, reason);
+    for (edit, reason) in cases {
+        bad_metadata(&edited(header(edit)), "model", reason);
     }
-    // A TwoLayerNet cannot have batch normalisation (checked before the tensors).
     bad_metadata(
-        &edited(set("batch_norm", "true")),
-        "architecture",
-        "a TwoLayerNet has",
+        &edited(set("model", "{not json")),
+        "model",
+        "key must be a string",
     );
+}
+
+#[test]
+fn a_layer_list_that_cannot_be_built_names_the_layer() {
+    let zero = edited(header(|h| {
+        h["layers"][2] = json!({"layer": "affine", "out": 0})
+    }));
+    let err = load_err(&zero);
+    assert!(
+        matches!(&err, ModelError::Layers { source, .. } if source.position == 3),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .ends_with("layer 3 `affine 0`: the number of outputs must be positive"),
+        "{err}"
+    );
+    let no_scores = edited(header(|h| {
+        h["layers"].as_array_mut().unwrap().pop();
+    }));
+    bad_metadata(
+        &no_scores,
+        "model",
+        "its `classes` is 4, but its last layer gives 8",
+    );
+    let ratio = edited(header(|h| {
+        h["layers"][1] = json!({"layer": "dropout", "ratio": 2.0})
+    }));
+    assert!(matches!(load_err(&ratio), ModelError::Layers { .. }));
 }
 
 #[test]
@@ -411,7 +496,10 @@ fn missing_extra_misshapen_mistyped_and_non_finite_tensors_are_refused() {
     });
     let err = load_err(&extra);
     assert!(matches!(&err, ModelError::ExtraTensor { name, .. } if name == "layers.1.weight"));
-    assert!(err.to_string().contains("has no place for"), "{err}");
+    assert!(
+        err.to_string().contains("its layers have no place for"),
+        "{err}"
+    );
 
     // The weight in our (in, out) layout instead of PyTorch's (out, in).
     let untransposed = edited(|_, t| {
@@ -444,9 +532,9 @@ fn missing_extra_misshapen_mistyped_and_non_finite_tensors_are_refused() {
             if name == "layers.0.bias" && expected == "F32" && found == "F64"),
         "{err:?}"
     );
-    // A metadata dtype that disagrees with every tensor.
+    // A header dtype that disagrees with every tensor.
     assert!(matches!(
-        load_err(&edited(set("dtype", "f64"))),
+        load_err(&edited(header(|h| h["dtype"] = json!("f64")))),
         ModelError::Dtype { .. }
     ));
 
@@ -459,20 +547,61 @@ fn missing_extra_misshapen_mistyped_and_non_finite_tensors_are_refused() {
         ModelError::NonFinite { name, .. } if name == "layers.2.weight"
     ));
 
-    // Changing the sizes without the tensors: the layer description no longer matches either.
-    bad_metadata(
-        &edited(set("sizes", "[6,9,4]")),
-        "layers",
-        "the other keys describe",
-    );
-    let resized = edited(|m, _| {
-        m.insert("sizes".into(), "[6,9,4]".into());
-        m.insert(
-            "layers".into(),
-            r#"["Linear(in_features=6, out_features=9, bias=True)","ReLU()","Linear(in_features=9, out_features=4, bias=True)"]"#.into(),
-        );
-    });
+    // Changing the layers without the tensors.
+    let resized = edited(header(|h| {
+        h["layers"][0]["out"] = json!(9);
+        h["modules"] = json!([
+            "Linear(in_features=6, out_features=9, bias=True)",
+            "ReLU()",
+            "Linear(in_features=9, out_features=4, bias=True)"
+        ]);
+    }));
     assert!(matches!(load_err(&resized), ModelError::Shape { .. }));
+}
+
+/// A network built from a `--layers` list, trained a few steps, saved and loaded, predicts the same
+/// bits, in both element types.
+#[test]
+fn a_network_from_a_layer_list_round_trips_bit_for_bit() {
+    fn round_trip<A: ModelElement>() {
+        let specs =
+            parse_layers("linear 12, batchnorm, relu, dropout 0.25, affine 7, sigmoid, affine 4")
+                .unwrap();
+        let options = NetOptions {
+            init: Init::He,
+            weight_decay: 0.001,
+        };
+        let net = Network::<A>::new(
+            &[6],
+            specs.clone(),
+            options,
+            &mut Xoshiro256PlusPlus::seed_from_u64(4),
+        )
+        .unwrap();
+        let net = trained(net);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("list.safetensors");
+        save_model(&path, &net, &ModelInfo::new((2, 3))).unwrap();
+        let model = Model::<A>::load(&path).unwrap();
+        assert_eq!(model.net.specs(), specs);
+        assert_eq!(model.net.modules(), net.modules());
+        let (x, _) = batch();
+        let x = x.mapv(|v| A::from(v).unwrap());
+        let (a, b) = (model.net.predict(x.clone()), net.predict(x));
+        let bytes = |m: &Array2<A>| {
+            let mut out = Vec::new();
+            m.iter().for_each(|v| v.put_le(&mut out));
+            out
+        };
+        assert_eq!(bytes(&a), bytes(&b));
+        assert_eq!(model.net.describe(), net.describe());
+        assert!(
+            net.describe()
+                .starts_with("Sequential 6 -> affine 12, batchnorm, relu, dropout 0.25")
+        );
+    }
+    round_trip::<f32>();
+    round_trip::<f64>();
 }
 
 #[test]
@@ -500,7 +629,7 @@ fn a_save_that_fails_midway_leaves_the_previous_model_intact() {
     let dir = temp_dir("atomic");
     let path = dir.join("model.safetensors");
     let old_net = two_layer_net();
-    save_model(&path, (&old_net).into(), &two_layer_info()).unwrap();
+    save_model(&path, &old_net, &two_layer_info()).unwrap();
     let old_bytes = fs::read(&path).unwrap();
 
     // A new model whose write dies after half its bytes, as a full disk or a killed run would.
@@ -511,7 +640,7 @@ fn a_save_that_fails_midway_leaves_the_previous_model_intact() {
         0.5,
         &mut Xoshiro256PlusPlus::seed_from_u64(9),
     ));
-    let new_bytes = to_bytes((&new_net).into(), &two_layer_info());
+    let new_bytes = to_bytes(&new_net, &two_layer_info());
     assert_ne!(new_bytes, old_bytes);
     let err = write_atomic(&path, |w| {
         w.write_all(&new_bytes[..new_bytes.len() / 2])?;
@@ -529,18 +658,18 @@ fn a_save_that_fails_midway_leaves_the_previous_model_intact() {
     let model = Model::<f32>::load(&path).unwrap();
     let (x, _) = batch();
     let x = x.mapv(|v| v as f32);
-    assert_eq!(model.net.network().predict(x.clone()), old_net.predict(x));
+    assert_eq!(model.net.predict(x.clone()), old_net.predict(x));
 
     // A save that cannot even be renamed into place (the target is a directory) fails cleanly too.
     let blocked = dir.join("blocked.safetensors");
     fs::create_dir(&blocked).unwrap();
-    let err = save_model(&blocked, (&new_net).into(), &two_layer_info()).unwrap_err();
+    let err = save_model(&blocked, &new_net, &two_layer_info()).unwrap_err();
     assert!(matches!(err, ModelError::Write { .. }));
     assert!(err.to_string().contains("blocked.safetensors"));
     assert_eq!(listing(&dir), ["blocked.safetensors", "model.safetensors"]);
 
     // And a successful save replaces the file whole.
-    save_model(&path, NetRef::TwoLayer(&new_net), &two_layer_info()).unwrap();
+    save_model(&path, &new_net, &two_layer_info()).unwrap();
     assert_eq!(fs::read(&path).unwrap(), new_bytes);
     assert_eq!(listing(&dir), ["blocked.safetensors", "model.safetensors"]);
     fs::remove_dir_all(&dir).unwrap();
@@ -550,7 +679,7 @@ fn a_save_that_fails_midway_leaves_the_previous_model_intact() {
 fn a_save_into_a_missing_directory_is_a_write_error() {
     let err = save_model(
         "no/such/dir/model.safetensors",
-        (&two_layer_net()).into(),
+        &two_layer_net(),
         &two_layer_info(),
     )
     .unwrap_err();

@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 
 use bp_data::{DataError, MnistOptions, load_mnist};
 use bp_loss::softmax;
-use ndarray::{Array2, ArrayView2, Axis, Ix2, NdFloat, Slice};
+use bp_train::model_file::{AnyModel, Model, ModelElement, ModelError, ModelInfo};
+use bp_train::{EVAL_CHUNK, Network, argmax};
+use ndarray::{Array2, ArrayD, ArrayViewD, Axis, IxDyn, NdFloat, Slice};
 
 use crate::image::{Fit, ImageError, load_input};
-use crate::model_file::{AnyModel, Model, ModelElement, ModelError, ModelInfo};
-use crate::network::{EVAL_CHUNK, Network};
-use crate::run::{DataInfo, Dtype, describe};
+use crate::run::DataInfo;
 
 /// What can stop an evaluation or a prediction.
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +113,7 @@ impl Evaluation {
     }
 
     /// `confusion()[t][p]`: the samples of class `t` predicted as `p`.
+    #[cfg(test)]
     pub fn confusion(&self) -> &[Vec<usize>] {
         &self.confusion
     }
@@ -144,23 +145,7 @@ impl Evaluation {
 
     /// The per-class table and the confusion matrix, right-aligned in columns.
     ///
-    /// ```
-    /// use bp_train::eval::Evaluation;
-    ///
-    /// let e = Evaluation::new(2, &[0, 0, 1, 1], &[0, 1, 1, 1]);
-    /// assert_eq!(e.accuracy(), 0.75);
-    /// assert_eq!(e.table(), "\
-    /// class   images  correct  accuracy
-    ///     0        2        1    0.5000
-    ///     1        2        2    1.0000
-    ///   all        4        3    0.7500
-    ///
-    /// confusion matrix (rows: true class, columns: predicted class)
-    ///        0  1
-    ///     0  1  1
-    ///     1  0  2
-    /// ");
-    /// ```
+    /// (See the test `the_table_of_a_small_evaluation` for an example.)
     pub fn table(&self) -> String {
         let k = self.classes();
         let mut s = String::new();
@@ -218,25 +203,11 @@ fn ratio(a: usize, b: usize) -> f64 {
     if b == 0 { 0.0 } else { a as f64 / b as f64 }
 }
 
-/// The index of the first maximum of a row (NaN never wins), as the training accuracy counts it.
-fn argmax<A: NdFloat>(row: impl Iterator<Item = A>) -> usize {
-    let mut best: Option<(usize, A)> = None;
-    for (i, v) in row.enumerate() {
-        if !v.is_nan() && best.is_none_or(|(_, b)| v > b) {
-            best = Some((i, v));
-        }
-    }
-    best.map_or(0, |(i, _)| i)
-}
-
 /// The predicted class (the first maximum score, as [`Network::accuracy`] counts) and the softmax
 /// probabilities of every row of `x`, predicted in chunks of [`EVAL_CHUNK`] rows as training
 /// evaluates, so that the accuracy is exactly the one training reported.
-pub fn predict_all<A: NdFloat>(
-    net: &dyn Network<A>,
-    x: ArrayView2<'_, A>,
-) -> (Vec<usize>, Array2<A>) {
-    let n = x.nrows();
+pub fn predict_all<A: NdFloat>(net: &Network<A>, x: ArrayViewD<'_, A>) -> (Vec<usize>, Array2<A>) {
+    let n = x.shape()[0];
     let mut classes = Vec::with_capacity(n);
     let mut probs: Option<Array2<A>> = None;
     let mut start = 0;
@@ -244,7 +215,12 @@ pub fn predict_all<A: NdFloat>(
         let end = (start + EVAL_CHUNK).min(n);
         let rows = x.slice_axis(Axis(0), Slice::from(start..end)).to_owned();
         let scores = net.predict(rows.into_dyn());
-        classes.extend(scores.rows().into_iter().map(|r| argmax(r.iter().copied())));
+        classes.extend(
+            scores
+                .rows()
+                .into_iter()
+                .map(|r| argmax(r.iter().copied()).unwrap_or(0)),
+        );
         let p = softmax(scores.view());
         probs
             .get_or_insert_with(|| Array2::zeros((0, p.ncols())))
@@ -260,17 +236,12 @@ pub fn predict_all<A: NdFloat>(
 pub struct EvalOutcome {
     /// The model's info.
     pub info: ModelInfo,
-    /// The model's element type.
-    pub dtype: Dtype,
+    /// The model's description (see [`AnyModel::describe`]).
+    pub description: String,
     /// The data set evaluated on (its test set).
     pub data: DataInfo,
     /// The counts.
     pub evaluation: Evaluation,
-}
-
-/// A one-line description of a model, such as `TwoLayerNet 784-50-10, relu, init std 0.01, f32`.
-pub fn describe_model(info: &ModelInfo, dtype: Dtype) -> String {
-    format!("{}, {}", describe(&info.config), dtype.name())
 }
 
 /// Loads a model file and the data set in `data_dir`, and evaluates the model on its test set
@@ -287,10 +258,14 @@ pub fn evaluate_file(
     data_dir: &Path,
     predictions: Option<&Path>,
 ) -> Result<EvalOutcome, EvalError> {
-    match AnyModel::load(model)? {
+    let any = AnyModel::load(model)?;
+    let description = any.describe();
+    let mut outcome = match any {
         AnyModel::F32(m) => evaluate(&m, model, data_dir, predictions),
         AnyModel::F64(m) => evaluate(&m, model, data_dir, predictions),
-    }
+    }?;
+    outcome.description = description;
+    Ok(outcome)
 }
 
 fn evaluate<A: ModelElement>(
@@ -300,25 +275,27 @@ fn evaluate<A: ModelElement>(
     predictions: Option<&Path>,
 ) -> Result<EvalOutcome, EvalError> {
     let opts = MnistOptions {
-        num_classes: None,
+        num_classes: Some(model.net.classes()),
         ..MnistOptions::default()
     };
-    let mnist = load_mnist::<A>(data_dir, &opts)?;
+    let mnist = match load_mnist::<A>(data_dir, &opts) {
+        Err(DataError::LabelOutOfRange { label, .. }) => {
+            return Err(EvalError::Classes {
+                model: path.to_path_buf(),
+                model_classes: model.net.classes(),
+                dir: data_dir.to_path_buf(),
+                data_classes: label + 1,
+            });
+        }
+        other => other?,
+    };
     let info = &model.info;
-    if mnist.image_shape != info.input_shape {
+    if mnist.image_shape != info.image_shape {
         return Err(EvalError::ImageShape {
             model: path.to_path_buf(),
-            model_shape: info.input_shape,
+            model_shape: info.image_shape,
             dir: data_dir.to_path_buf(),
             data_shape: mnist.image_shape,
-        });
-    }
-    if mnist.num_classes > info.classes() {
-        return Err(EvalError::Classes {
-            model: path.to_path_buf(),
-            model_classes: info.classes(),
-            dir: data_dir.to_path_buf(),
-            data_classes: mnist.num_classes,
         });
     }
     let t_test = mnist.t_test.to_index();
@@ -327,11 +304,7 @@ fn evaluate<A: ModelElement>(
             dir: data_dir.to_path_buf(),
         });
     }
-    let x_test = mnist
-        .x_test
-        .into_dimensionality::<Ix2>()
-        .expect("flattened images are (N, rows * cols)");
-    let (predicted, probs) = predict_all(model.net.network(), x_test.view());
+    let (predicted, probs) = predict_all(&model.net, mnist.x_test.view());
     if let Some(csv) = predictions {
         write_predictions(csv, &t_test, &predicted, &probs).map_err(|source| {
             EvalError::Predictions {
@@ -342,7 +315,7 @@ fn evaluate<A: ModelElement>(
     }
     Ok(EvalOutcome {
         info: info.clone(),
-        dtype: A::DTYPE,
+        description: String::new(),
         data: DataInfo {
             dir: data_dir.to_path_buf(),
             train_size: mnist.t_train.len(),
@@ -350,7 +323,7 @@ fn evaluate<A: ModelElement>(
             image_shape: mnist.image_shape,
             classes: mnist.num_classes,
         },
-        evaluation: Evaluation::new(info.classes(), &t_test, &predicted),
+        evaluation: Evaluation::new(model.net.classes(), &t_test, &predicted),
     })
 }
 
@@ -361,7 +334,7 @@ fn write_predictions<A: NdFloat>(
     predicted: &[usize],
     probs: &Array2<A>,
 ) -> io::Result<()> {
-    crate::model_file::write_atomic(path, |w| {
+    bp_train::write_atomic(path, |w| {
         let header: Vec<String> = (0..probs.ncols()).map(|c| format!("p{c}")).collect();
         writeln!(w, "index,label,predicted,{}", header.join(","))?;
         for (i, ((t, p), row)) in labels.iter().zip(predicted).zip(probs.rows()).enumerate() {
@@ -408,22 +381,24 @@ pub fn classify_images<A: ModelElement>(
     paths: &[PathBuf],
     fit: Fit,
 ) -> Vec<Result<ImagePrediction, ImageError>> {
-    let shape = model.info.input_shape;
+    let shape = model.info.image_shape;
+    let mut sample = vec![1];
+    sample.extend(model.net.input_shape());
     paths
         .iter()
         .map(|path| {
             let input = load_input(path, shape, fit)?;
-            let x = Array2::from_shape_vec(
-                (1, shape.0 * shape.1),
+            let x = ArrayD::from_shape_vec(
+                IxDyn(&sample),
                 input
                     .pixels
                     .iter()
                     .map(|&v| A::from(v).expect("a pixel converts"))
                     .collect(),
             )
-            .expect("prepare returns rows * cols pixels");
-            let scores = model.net.network().predict(x.into_dyn());
-            let class = argmax(scores.row(0).iter().copied());
+            .expect("prepare returns the model's input size");
+            let scores = model.net.predict(x);
+            let class = argmax(scores.row(0).iter().copied()).unwrap_or(0);
             let probabilities = softmax(scores.view())
                 .row(0)
                 .iter()
@@ -479,5 +454,25 @@ mod tests {
         };
         assert_eq!(p.top(3), [(2, 0.6), (1, 0.2), (0, 0.1)]);
         assert_eq!(p.top(10).len(), 4);
+    }
+
+    #[test]
+    fn the_table_of_a_small_evaluation() {
+        let e = Evaluation::new(2, &[0, 0, 1, 1], &[0, 1, 1, 1]);
+        assert_eq!(e.accuracy(), 0.75);
+        assert_eq!(
+            e.table(),
+            "\
+class   images  correct  accuracy
+    0        2        1    0.5000
+    1        2        2    1.0000
+  all        4        3    0.7500
+
+confusion matrix (rows: true class, columns: predicted class)
+       0  1
+    0  1  1
+    1  0  2
+"
+        );
     }
 }

@@ -3,17 +3,15 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use bp_core::Init;
+use bp_core::{Init, LAYER_WORDS, LayerSpec, parse_layers};
+use bp_train::{Activation, Dtype, Length, OptimizerKind, Sampling, Schedule, TrainConfig};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::image::Fit;
-use crate::multi_layer::Activation;
-use crate::optimizer::OptimizerKind;
-use crate::run::{Dtype, NetSpec, RunConfig, SaveConfig};
-use crate::schedule::Schedule;
-use crate::train::{Length, Sampling, TrainConfig};
+use crate::run::{NetSpec, RunConfig, SaveConfig, Stack};
 
 /// The default data directory, relative to the working directory.
 pub const DEFAULT_DATA_DIR: &str = "datasets/mnist";
@@ -30,16 +28,17 @@ pub enum InitKind {
     Xavier,
 }
 
-/// Train a multi-layer perceptron by backpropagation on MNIST (or any data set in its IDX layout),
-/// as in chapters 5 and 6 of "Deep Learning from Scratch". With no flags: the book's TwoLayerNet
-/// 784-50-10, SGD with lr 0.1, batch 100, 10000 iterations. --save keeps the model; the eval and
-/// predict commands use it.
+/// Train a network by backpropagation on MNIST (or any data set in its IDX layout), as in chapters
+/// 5 and 6 of "Deep Learning from Scratch". With no flags: the book's TwoLayerNet 784-50-10, SGD with
+/// lr 0.1, batch 100, 10000 iterations. --layers stacks any layers; --save keeps the model; the eval
+/// and predict commands use it.
 #[derive(Clone, Debug, Parser)]
 #[command(
     name = "bp-train",
     version,
     max_term_width = 100,
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    after_help = layer_help()
 )]
 pub struct Cli {
     /// A command that uses a saved model; without one, bp-train trains
@@ -70,17 +69,26 @@ pub struct Cli {
     #[arg(long, value_name = "F", value_parser = positive_f64, allow_hyphen_values = true)]
     pub lr: Option<f64>,
 
+    /// The network as a layer list, first to last, comma-separated: "affine 100, relu, dropout 0.3,
+    /// affine 10" (the layer words are listed below). The input size comes from the data, and the
+    /// last layer must give one score per class. Instead of --hidden, --activation, --batch-norm
+    /// and --dropout, which are its short form
+    #[arg(long, value_name = "LIST", value_parser = parse_layer_list, allow_hyphen_values = true,
+          conflicts_with_all = ["hidden", "activation", "batch_norm", "dropout"])]
+    pub layers: Option<LayerList>,
+
     /// Hidden layer sizes, comma-separated: 50 is the book's TwoLayerNet, 256,128 two hidden layers
     #[arg(long, value_name = "SIZES", default_value = "50", value_parser = parse_hidden,
           allow_negative_numbers = true)]
     pub hidden: HiddenSizes,
 
     /// Hidden activation
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, default_value = "relu", value_parser = choice(&Activation::ALL, Activation::name))]
     pub activation: Activation,
 
     /// Update rule
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, default_value = "sgd",
+          value_parser = choice(&OptimizerKind::ALL, OptimizerKind::name))]
     pub optimizer: OptimizerKind,
 
     /// Weight initialisation: a fixed std (--weight-init-std), He (Relu) or Xavier (Sigmoid)
@@ -106,11 +114,11 @@ pub struct Cli {
     pub batch_norm: bool,
 
     /// Learning-rate schedule: constant, step (×0.1 at 1/2 and again at 3/4 of the run) or cosine
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, default_value = "constant", value_parser = choice(&Schedule::ALL, Schedule::name))]
     pub schedule: Schedule,
 
     /// Batches drawn with replacement (book) or from shuffled epochs without replacement (shuffle)
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, default_value = "book", value_parser = choice(&Sampling::ALL, Sampling::name))]
     pub sampling: Sampling,
 
     /// Seed of the weights, batches and dropout masks: the same seed gives the same numbers
@@ -118,8 +126,13 @@ pub struct Cli {
     pub seed: u64,
 
     /// Element type: f32, or f64 as the book's NumPy code
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, default_value = "f32", value_parser = choice(&Dtype::ALL, Dtype::name))]
     pub dtype: Dtype,
+
+    /// The number of classes, when the labels do not show it: by default it is the largest label
+    /// plus one, and a class below it with no example is refused as a likely mistake
+    #[arg(long, value_name = "N", value_parser = positive_usize, allow_negative_numbers = true)]
+    pub classes: Option<usize>,
 
     /// Write one CSV line per epoch to FILE: epoch,iter,loss,train_acc,test_acc,seconds (seconds:
     /// training seconds so far)
@@ -202,6 +215,49 @@ pub struct PredictArgs {
 /// The `--hidden` sizes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HiddenSizes(pub Vec<usize>);
+
+/// The `--layers` list.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerList(pub Vec<LayerSpec>);
+
+/// A value parser for one of the library's choices, by name: `--optimizer adam`.
+fn choice<T: Copy + Send + Sync + 'static>(
+    all: &'static [T],
+    name: fn(T) -> &'static str,
+) -> impl TypedValueParser<Value = T> {
+    PossibleValuesParser::new(all.iter().map(|&v| name(v))).map(move |s| {
+        all.iter()
+            .copied()
+            .find(|&v| name(v) == s)
+            .expect("clap accepts only the possible values")
+    })
+}
+
+/// A layer list, as bp-core reads it.
+fn parse_layer_list(s: &str) -> Result<LayerList, String> {
+    parse_layers(s).map(LayerList).map_err(|e| e.to_string())
+}
+
+/// The layer words, for the end of `--help`.
+fn layer_help() -> String {
+    let mut help =
+        String::from("Layers for --layers (comma-separated; words as in the book or PyTorch):\n");
+    let width = LAYER_WORDS
+        .iter()
+        .map(|w| w.word.len() + w.args.len() + 1)
+        .max()
+        .unwrap_or(0);
+    for w in LAYER_WORDS {
+        let usage = format!("{} {}", w.word, w.args);
+        help.push_str(&format!("  {usage:<width$}  {}", w.about));
+        if !w.aliases.is_empty() {
+            help.push_str(&format!(" (also: {})", w.aliases.join(", ")));
+        }
+        help.push('\n');
+    }
+    help.push_str("Example: --layers \"affine 100, relu, dropout 0.3, affine 10\"");
+    help
+}
 
 /// A positive integer.
 fn positive_usize(s: &str) -> Result<usize, String> {
@@ -311,6 +367,7 @@ impl Cli {
     /// A clap error for an unknown flag or a bad value (exit status 2), also if
     /// `--weight-init-std` is given with `--init he|xavier`; for `--help` and `--version`, the
     /// clap "error" that displays them (exit status 0).
+    #[cfg(test)]
     pub fn parse_config_from<I, T>(args: I) -> Result<Parsed, clap::Error>
     where
         I: IntoIterator<Item = T>,
@@ -375,13 +432,19 @@ impl Cli {
         Ok(RunConfig {
             data_dir: resolve_data_dir(self.data_dir.as_deref()),
             net: NetSpec {
-                hidden_sizes: self.hidden.0,
-                activation: self.activation,
+                stack: match self.layers {
+                    Some(LayerList(layers)) => Stack::Layers(layers),
+                    None => Stack::Hidden {
+                        sizes: self.hidden.0,
+                        activation: self.activation,
+                        dropout: self.dropout,
+                        batch_norm: self.batch_norm,
+                    },
+                },
                 init,
-                dropout: self.dropout,
-                batch_norm: self.batch_norm,
                 weight_decay: self.weight_decay,
             },
+            classes: self.classes,
             train: TrainConfig {
                 length,
                 batch_size: self.batch_size,
@@ -439,6 +502,7 @@ pub fn one_line_error(err: &clap::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::run::NetSpec;
 
     fn parse(args: &[&str]) -> Result<RunConfig, clap::Error> {
         Cli::parse_config_from(std::iter::once("bp-train").chain(args.iter().copied()))
@@ -494,11 +558,16 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(cfg.data_dir, PathBuf::from("d"));
-        assert_eq!(cfg.net.hidden_sizes, [256, 128]);
-        assert_eq!(cfg.net.activation, Activation::Sigmoid);
+        assert_eq!(
+            cfg.net.stack,
+            Stack::Hidden {
+                sizes: vec![256, 128],
+                activation: Activation::Sigmoid,
+                dropout: Some(0.25),
+                batch_norm: true,
+            }
+        );
         assert_eq!(cfg.net.init, Init::Xavier);
-        assert_eq!(cfg.net.dropout, Some(0.25));
-        assert!(cfg.net.batch_norm);
         assert_eq!(cfg.net.weight_decay, 1e-4);
         assert_eq!(cfg.train.length, Length::Epochs(3));
         assert_eq!(cfg.train.batch_size, 32);
@@ -549,6 +618,79 @@ mod tests {
             assert!(!msg.contains('\n'), "{args:?}: {msg}");
         }
         assert_eq!(parse(&["--lr", "0"]).unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
+    fn a_layer_list_is_the_stack_and_the_short_form_builds_the_same_list() {
+        let cfg = parse(&[
+            "--layers",
+            "affine 100, relu, dropout 0.3, affine 10",
+            "--classes",
+            "10",
+        ])
+        .unwrap();
+        let list = "affine 100, relu, dropout 0.3, affine 10";
+        assert_eq!(cfg.net.stack, Stack::Layers(parse_layers(list).unwrap()));
+        assert_eq!(cfg.classes, Some(10));
+        let short = parse(&["--hidden", "100", "--dropout", "0.3"]).unwrap();
+        assert_eq!(short.net.layers(784, 10), cfg.net.layers(784, 10));
+    }
+
+    #[test]
+    fn malformed_layer_lists_are_refused_in_one_line_naming_the_layer() {
+        let cases: &[(&str, &str)] = &[
+            ("", "the layer list is empty"),
+            ("affine 100,, affine 10", "layer 2 ``: is empty"),
+            (
+                "affine 100, rleu, affine 10",
+                "layer 2 `rleu`: unknown layer `rleu`; the layers are affine N",
+            ),
+            (
+                "affine, relu",
+                "layer 1 `affine`: affine takes one argument, N",
+            ),
+            (
+                "affine 0",
+                "layer 1 `affine 0`: affine N, the number of outputs, must be a positive integer",
+            ),
+            ("affine 1e3", "not `1e3`"),
+            (
+                "affine 50, relu 2, affine 10",
+                "layer 2 `relu 2`: relu takes no arguments, given `2`",
+            ),
+            (
+                "affine 50, dropout 1.5, affine 10",
+                "layer 2 `dropout 1.5`: dropout R must be a number in [0, 1)",
+            ),
+            (
+                "affine 50, dropout, affine 10",
+                "layer 2 `dropout`: dropout takes one argument, R",
+            ),
+            ("affine 50, relu, affine 10,", "layer 4 ``: is empty"),
+            (
+                "conv 30 5x5, relu, affine 10",
+                "layer 1 `conv 30 5x5`: unknown layer `conv`",
+            ),
+        ];
+        for (list, expected) in cases {
+            let msg = message(&["--layers", list]);
+            assert!(msg.starts_with("error: invalid value"), "{list:?}: {msg}");
+            assert!(msg.contains(expected), "{list:?}: {msg}");
+            assert!(!msg.contains('\n'), "{list:?}: {msg}");
+        }
+        assert_eq!(parse(&["--layers", "x"]).unwrap_err().exit_code(), 2);
+        let msg = message(&["--layers", "affine 10", "--hidden", "50"]);
+        assert!(msg.contains("cannot be used with"), "{msg}");
+    }
+
+    #[test]
+    fn help_lists_every_layer_word_with_its_arguments() {
+        let help = Cli::command().render_long_help().to_string();
+        for w in LAYER_WORDS {
+            let usage = format!("{} {}", w.word, w.args);
+            assert!(help.contains(usage.trim()), "{usage}");
+            assert!(help.contains(w.about), "{}", w.about);
+        }
     }
 
     #[test]

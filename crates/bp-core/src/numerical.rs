@@ -2,7 +2,7 @@
 
 use ndarray::{Array, ArrayD, ArrayView, ArrayViewMutD, Dimension, IxDyn, NdFloat};
 
-use bp_core::Param;
+use crate::layer::Param;
 
 /// The step of the central difference, the book's `h = 1e-4`.
 ///
@@ -11,7 +11,7 @@ use bp_core::Param;
 /// `1e-12` in `f64`.
 ///
 /// ```
-/// use bp_check::{H, numerical_gradient};
+/// use bp_core::{H, numerical_gradient};
 /// use ndarray::array;
 ///
 /// // For f(x) = x³ at x = 1 the central difference is 3 + h² = 3.00000001 exactly.
@@ -43,7 +43,7 @@ fn cast<A: NdFloat>(v: f64) -> A {
 /// exact up to rounding.
 ///
 /// ```
-/// use bp_check::numerical_gradient;
+/// use bp_core::numerical_gradient;
 /// use ndarray::array;
 ///
 /// let x = array![3.0f64, 4.0];
@@ -162,7 +162,7 @@ where
 /// `L = Σ (x·W + b)` for `x = [[1, 2]]` has `∂L/∂W = xᵀ·1 = [[1], [2]]` and `∂L/∂b = [1]`.
 ///
 /// ```
-/// use bp_check::numerical_param_gradients;
+/// use bp_core::numerical_param_gradients;
 /// use bp_core::{Affine, Layer};
 /// use ndarray::array;
 ///
@@ -216,7 +216,7 @@ where
 /// # Example
 ///
 /// ```
-/// use bp_check::{numerical_param_gradients, numerical_param_gradients_parallel};
+/// use bp_core::{numerical_param_gradients, numerical_param_gradients_parallel};
 /// use bp_core::{Affine, Layer};
 /// use ndarray::array;
 ///

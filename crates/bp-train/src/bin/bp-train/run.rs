@@ -1,55 +1,71 @@
 //! A whole run: load the data, build the network, train it.
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use bp_core::Init;
-use bp_data::{MnistOptions, load_mnist};
-use ndarray::{Ix2, NdFloat};
-
-use crate::error::TrainError;
-use crate::model_file::{ModelElement, ModelInfo, NetRef, TrainingRecord, save_model};
-use crate::multi_layer::{Activation, MultiLayerConfig, MultiLayerNet};
-use crate::network::Network;
-use crate::train::{
-    Dataset, EpochReport, Flow, Length, Observer, Stream, TrainConfig, TrainSummary,
-    iters_per_epoch, rng, train_with,
+use bp_core::{Init, LayerError, LayerSpec};
+use bp_data::{DataError, MnistOptions, load_mnist};
+use bp_train::model_file::{ModelElement, ModelError, ModelInfo, TrainingRecord, save_model};
+use bp_train::{
+    Activation, Dataset, Dtype, EpochReport, Flow, Length, MultiLayerConfig, NetOptions, Network,
+    Observer, Plan, Stream, TrainConfig, TrainError, TrainSummary, iters_per_epoch, rng,
+    train_with,
 };
-use crate::two_layer::TwoLayerNet;
 
-/// The element type to train in.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum)]
-pub enum Dtype {
-    /// `f32`: faster, and accurate enough for training.
-    #[default]
-    F32,
-    /// `f64`: the book's NumPy float64.
-    F64,
+/// What can stop a run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The data set could not be loaded; the message names the file.
+    #[error(transparent)]
+    Data(#[from] DataError),
+
+    /// The data set loaded but has no samples to train on or to test with.
+    #[error("the {which} set in {} holds no images", dir.display())]
+    EmptySet {
+        /// `"training"` or `"test"`.
+        which: &'static str,
+        /// The data directory.
+        dir: PathBuf,
+    },
+
+    /// The layer list does not fit the data: a usage error, like a bad flag.
+    #[error("--layers: {0}")]
+    Layers(LayerError),
+
+    /// Training stopped.
+    #[error(transparent)]
+    Train(#[from] TrainError),
+
+    /// The model file could not be written; the message names it.
+    #[error(transparent)]
+    Model(#[from] ModelError),
 }
 
-impl Dtype {
-    /// The lower-case name, as on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Dtype::F32 => "f32",
-            Dtype::F64 => "f64",
-        }
-    }
+/// The layers of a run's network.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stack {
+    /// `--hidden`, `--activation`, `--dropout`, `--batch-norm`: hidden blocks of `affine`,
+    /// [`batchnorm`], the activation and [`dropout`], then an `affine` layer to the data's classes.
+    Hidden {
+        /// The width of each hidden layer.
+        sizes: Vec<usize>,
+        /// The hidden activation.
+        activation: Activation,
+        /// The dropout ratio after each hidden activation, if any.
+        dropout: Option<f64>,
+        /// Batch normalisation before each hidden activation.
+        batch_norm: bool,
+    },
+    /// `--layers`: the whole list, the last layer giving one score per class.
+    Layers(Vec<LayerSpec>),
 }
 
-/// The network of a run, apart from the input and output sizes, which come from the data.
+/// The network of a run, apart from the input size and the class count, which come from the data.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NetSpec {
-    /// The width of each hidden layer.
-    pub hidden_sizes: Vec<usize>,
-    /// The hidden activation.
-    pub activation: Activation,
+    /// The layers.
+    pub stack: Stack,
     /// The weight initialisation.
     pub init: Init,
-    /// The dropout ratio after each hidden activation, if any.
-    pub dropout: Option<f64>,
-    /// Batch normalisation before each hidden activation.
-    pub batch_norm: bool,
     /// The weight-decay coefficient λ.
     pub weight_decay: f64,
 }
@@ -58,27 +74,42 @@ impl Default for NetSpec {
     /// The book's chapter 5 net: one hidden layer of 50 Relu units, weights drawn with std 0.01.
     fn default() -> Self {
         NetSpec {
-            hidden_sizes: vec![50],
-            activation: Activation::Relu,
+            stack: Stack::Hidden {
+                sizes: vec![50],
+                activation: Activation::Relu,
+                dropout: None,
+                batch_norm: false,
+            },
             init: Init::Std(0.01),
-            dropout: None,
-            batch_norm: false,
             weight_decay: 0.0,
         }
     }
 }
 
 impl NetSpec {
-    /// The full configuration for the given input and output sizes.
-    pub fn config(&self, input_size: usize, output_size: usize) -> MultiLayerConfig {
-        MultiLayerConfig {
-            input_size,
-            hidden_sizes: self.hidden_sizes.clone(),
-            output_size,
-            activation: self.activation,
+    /// The layer list for data of `input_size` features and `classes` classes.
+    pub fn layers(&self, input_size: usize, classes: usize) -> Vec<LayerSpec> {
+        match &self.stack {
+            Stack::Layers(layers) => layers.clone(),
+            &Stack::Hidden {
+                ref sizes,
+                activation,
+                dropout,
+                batch_norm,
+            } => MultiLayerConfig {
+                activation,
+                dropout,
+                batch_norm,
+                ..MultiLayerConfig::new(input_size, sizes.clone(), classes)
+            }
+            .layers(),
+        }
+    }
+
+    /// How the weights are drawn and decayed.
+    pub fn options(&self) -> NetOptions {
+        NetOptions {
             init: self.init,
-            dropout: self.dropout,
-            batch_norm: self.batch_norm,
             weight_decay: self.weight_decay,
         }
     }
@@ -91,6 +122,8 @@ pub struct RunConfig {
     pub data_dir: PathBuf,
     /// The network.
     pub net: NetSpec,
+    /// The number of classes, if the command line says it (else the largest label plus one).
+    pub classes: Option<usize>,
     /// The training.
     pub train: TrainConfig,
     /// The element type.
@@ -138,46 +171,12 @@ pub struct DataInfo {
 /// An [`Observer`] that also hears what [`run`] loaded and built.
 pub trait RunObserver: Observer {
     /// After the data is loaded and the network built, before training; `net` describes the
-    /// network (see [`describe`]).
+    /// network (see [`Network::describe`]).
     fn loaded(&mut self, _data: &DataInfo, _net: &str) {}
 }
 
-impl RunObserver for crate::train::Silent {}
-
-/// The trained network of a run.
-#[derive(Clone, Debug)]
-pub enum TrainedNet<A> {
-    /// The book's two-layer net (the default run).
-    TwoLayer(Box<TwoLayerNet<A>>),
-    /// Any other architecture.
-    MultiLayer(Box<MultiLayerNet<A>>),
-}
-
-impl<A: NdFloat> TrainedNet<A> {
-    /// The network, to predict with.
-    pub fn network(&self) -> &dyn Network<A> {
-        match self {
-            TrainedNet::TwoLayer(n) => &**n,
-            TrainedNet::MultiLayer(n) => &**n,
-        }
-    }
-
-    /// The network, mutably.
-    pub fn network_mut(&mut self) -> &mut dyn Network<A> {
-        match self {
-            TrainedNet::TwoLayer(n) => &mut **n,
-            TrainedNet::MultiLayer(n) => &mut **n,
-        }
-    }
-}
-
 /// The result of [`run`].
-#[derive(Clone, Debug)]
-pub struct RunOutcome<A> {
-    /// What was loaded.
-    pub data: DataInfo,
-    /// The trained network.
-    pub net: TrainedNet<A>,
+pub struct RunOutcome {
     /// The numbers of the run.
     pub summary: TrainSummary,
     /// The model file written, if the run saved one.
@@ -186,67 +185,32 @@ pub struct RunOutcome<A> {
     pub stopped_early: bool,
 }
 
-/// A one-line description of a network: its class, sizes and options, such as
-/// `TwoLayerNet 784-50-10, relu, init std 0.01`.
+/// Loads the data set in `cfg.data_dir` (any image size; the class count is `cfg.classes` or the
+/// largest label plus one), builds the network of `cfg.net` — the book's [`TwoLayerNet`] for the
+/// default — with weights drawn from [`rng`]`(seed, Stream::Init)`, and trains it. With `cfg.save`,
+/// saves the model (see [`SaveConfig`]).
 ///
-/// ```
-/// use bp_core::Init;
-/// use bp_train::{MultiLayerConfig, describe};
-///
-/// let config = MultiLayerConfig { init: Init::He, dropout: Some(0.2), ..MultiLayerConfig::new(784, vec![100, 100], 10) };
-/// assert_eq!(describe(&config), "MultiLayerNet 784-100-100-10, relu, init he, dropout 0.2");
-/// ```
-pub fn describe(config: &MultiLayerConfig) -> String {
-    let sizes: Vec<String> = config.sizes().iter().map(usize::to_string).collect();
-    let class = if config.is_two_layer_net() {
-        "TwoLayerNet"
-    } else {
-        "MultiLayerNet"
-    };
-    let mut s = format!("{class} {}, {}", sizes.join("-"), config.activation.name());
-    match config.init {
-        Init::Std(std) => write!(s, ", init std {std}"),
-        Init::He => write!(s, ", init he"),
-        Init::Xavier => write!(s, ", init xavier"),
-    }
-    .expect("writing to a String cannot fail");
-    if config.batch_norm {
-        s.push_str(", batch norm");
-    }
-    if let Some(ratio) = config.dropout {
-        write!(s, ", dropout {ratio}").expect("writing to a String cannot fail");
-    }
-    if config.weight_decay > 0.0 {
-        write!(s, ", weight decay {}", config.weight_decay)
-            .expect("writing to a String cannot fail");
-    }
-    s
-}
-
-/// Loads the data set in `cfg.data_dir` (any image size; the class count is the largest label
-/// plus one), builds the network — the book's [`TwoLayerNet`] when the spec is exactly that, else a
-/// [`MultiLayerNet`] — with weights drawn from [`rng`]`(seed, Stream::Init)`, and trains it. With
-/// `cfg.save`, saves the model (see [`SaveConfig`]).
+/// [`TwoLayerNet`]: bp_train::TwoLayerNet
 ///
 /// # Errors
 ///
-/// [`TrainError::Data`] for a missing or malformed data set (naming the file),
-/// [`TrainError::EmptySet`], [`TrainError::Model`] if the model cannot be saved, and the errors of
-/// [`train`](crate::train()).
-///
-/// # Panics
-///
-/// If the spec holds a zero size, a dropout ratio outside `[0, 1)` or a negative weight decay, or the
-/// training config a zero batch size or length (the command line refuses all of these).
-pub fn run<A: ModelElement + 'static>(
+/// [`RunError::Data`] for a missing or malformed data set (naming the file),
+/// [`RunError::EmptySet`], [`RunError::Layers`] for a layer list that does not fit the data,
+/// [`RunError::Model`] if the model cannot be saved, and the errors of training.
+pub fn run<A: ModelElement>(
     cfg: &RunConfig,
     observer: &mut dyn RunObserver,
-) -> Result<RunOutcome<A>, TrainError> {
+) -> Result<RunOutcome, RunError> {
+    let layers_given = matches!(cfg.net.stack, Stack::Layers(_));
+    let wants_images = match &cfg.net.stack {
+        Stack::Layers(layers) => layers.first().is_some_and(LayerSpec::wants_images),
+        Stack::Hidden { .. } => false,
+    };
     let opts = MnistOptions {
         normalize: true,
-        flatten: true,
+        flatten: !wants_images,
         one_hot_label: false,
-        num_classes: None,
+        num_classes: cfg.classes,
         verify_checksums: false,
     };
     let mnist = load_mnist::<A>(&cfg.data_dir, &opts)?;
@@ -261,61 +225,59 @@ pub fn run<A: ModelElement + 'static>(
     };
     for (which, len) in [("training", data.train_size), ("test", data.test_size)] {
         if len == 0 {
-            return Err(TrainError::EmptySet {
+            return Err(RunError::EmptySet {
                 which,
                 dir: cfg.data_dir.clone(),
             });
         }
     }
-    let x_train = mnist
-        .x_train
-        .into_dimensionality::<Ix2>()
-        .expect("flattened images are (N, rows * cols)");
-    let x_test = mnist
-        .x_test
-        .into_dimensionality::<Ix2>()
-        .expect("flattened images are (N, rows * cols)");
-    let config = cfg.net.config(x_train.ncols(), data.classes);
-    let mut init = rng(cfg.train.seed, Stream::Init);
-    let mut net = match (config.is_two_layer_net(), config.init) {
-        (true, Init::Std(std)) => TrainedNet::TwoLayer(Box::new(TwoLayerNet::new(
-            config.input_size,
-            config.hidden_sizes[0],
-            config.output_size,
-            std,
-            &mut init,
-        ))),
-        _ => TrainedNet::MultiLayer(Box::new(MultiLayerNet::new(config.clone(), &mut init))),
+    let (rows, cols) = data.image_shape;
+    let input_shape = if wants_images {
+        vec![1, rows, cols]
+    } else {
+        vec![rows * cols]
     };
-    observer.loaded(&data, &describe(&config));
-    let train_set = Dataset::new(x_train.view(), &t_train);
-    let test_set = Dataset::new(x_test.view(), &t_test);
+    let layers = cfg.net.layers(rows * cols, data.classes);
+    let mut net = Network::<A>::new(
+        &input_shape,
+        layers.clone(),
+        cfg.net.options(),
+        &mut rng(cfg.train.seed, Stream::Init),
+    )
+    .map_err(RunError::Layers)?;
+    if net.classes() != data.classes {
+        let last = layers.len();
+        return Err(RunError::Layers(LayerError {
+            position: last,
+            text: layers[last - 1].to_string(),
+            reason: format!(
+                "the last layer gives {} scores, but the data in {} has {} classes{}",
+                net.classes(),
+                cfg.data_dir.display(),
+                data.classes,
+                if layers_given { "" } else { " (--classes)" }
+            ),
+        }));
+    }
+    observer.loaded(&data, &net.describe());
+    let train_set = Dataset::new(mnist.x_train.view(), &t_train);
+    let test_set = Dataset::new(mnist.x_test.view(), &t_test);
     let mut observer = Forward(observer);
     let mut keeper = Keeper {
         save: cfg.save.as_ref(),
-        info: ModelInfo::new(config, data.image_shape),
+        info: ModelInfo::new(data.image_shape),
         best: None,
         stale: 0,
         stopped: false,
     };
-    let summary = match &mut net {
-        TrainedNet::TwoLayer(n) => train_with(
-            &mut **n,
-            train_set,
-            test_set,
-            &cfg.train,
-            &mut observer,
-            &mut |n, r| keeper.after_epoch(NetRef::TwoLayer(n), r),
-        ),
-        TrainedNet::MultiLayer(n) => train_with(
-            &mut **n,
-            train_set,
-            test_set,
-            &cfg.train,
-            &mut observer,
-            &mut |n, r| keeper.after_epoch(NetRef::MultiLayer(n), r),
-        ),
-    }?;
+    let summary = train_with(
+        &mut net,
+        train_set,
+        test_set,
+        &cfg.train,
+        &mut observer,
+        |n: &Network<A>, r: &EpochReport| keeper.after_epoch(n, r),
+    )?;
     let planned = match cfg.train.length {
         Length::Iters(i) => i,
         Length::Epochs(e) => {
@@ -323,10 +285,8 @@ pub fn run<A: ModelElement + 'static>(
         }
     };
     let stopped_early = keeper.stopped && summary.iters < planned;
-    let saved = keeper.finish((&net).into(), &summary)?;
+    let saved = keeper.finish(&net, &summary)?;
     Ok(RunOutcome {
-        data,
-        net,
         summary,
         saved,
         stopped_early,
@@ -348,9 +308,9 @@ struct Keeper<'a> {
 impl Keeper<'_> {
     fn after_epoch<A: ModelElement>(
         &mut self,
-        net: NetRef<'_, A>,
+        net: &Network<A>,
         report: &EpochReport,
-    ) -> Result<Flow, TrainError> {
+    ) -> Result<Flow, RunError> {
         let Some(save) = self.save.filter(|s| s.best) else {
             return Ok(Flow::Continue);
         };
@@ -376,9 +336,9 @@ impl Keeper<'_> {
     /// Saves the last epoch's model unless the best ones were saved; returns the file written.
     fn finish<A: ModelElement>(
         self,
-        net: NetRef<'_, A>,
+        net: &Network<A>,
         summary: &TrainSummary,
-    ) -> Result<Option<SavedModel>, TrainError> {
+    ) -> Result<Option<SavedModel>, RunError> {
         let Some(save) = self.save else {
             return Ok(None);
         };
@@ -406,7 +366,7 @@ impl Keeper<'_> {
 struct Forward<'a>(&'a mut dyn RunObserver);
 
 impl Observer for Forward<'_> {
-    fn start(&mut self, plan: &crate::train::Plan) {
+    fn start(&mut self, plan: &Plan) {
         self.0.start(plan);
     }
     fn epoch_start(&mut self, epoch: usize, steps: usize) {
@@ -473,11 +433,20 @@ mod tests {
 
     #[test]
     fn the_default_spec_is_the_two_layer_net() {
-        let config = NetSpec::default().config(784, 10);
-        assert!(config.is_two_layer_net());
-        assert_eq!(
-            describe(&config),
-            "TwoLayerNet 784-50-10, relu, init std 0.01"
-        );
+        let spec = NetSpec::default();
+        let layers: Vec<String> = spec
+            .layers(784, 10)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(layers, ["affine 50", "relu", "affine 10"]);
+        let net = Network::<f32>::new(
+            &[784],
+            spec.layers(784, 10),
+            spec.options(),
+            &mut rng(0, Stream::Init),
+        )
+        .unwrap();
+        assert_eq!(net.describe(), "TwoLayerNet 784-50-10, relu, init std 0.01");
     }
 }

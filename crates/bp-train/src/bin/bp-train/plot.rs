@@ -5,25 +5,7 @@
 //! `sans-serif` family, which the viewer renders with its own fonts, and plotters is built without
 //! its font-loading features (`ttf`, `ab_glyph`), laying out labels from an estimate of their width.
 //!
-//! ```
-//! use bp_train::EpochReport;
-//! use bp_train::plot::learning_curves_svg;
-//!
-//! let epochs: Vec<EpochReport> = (1..=3)
-//!     .map(|e| EpochReport {
-//!         epoch: e,
-//!         iter: 600 * e,
-//!         loss: 1.0 / e as f64,
-//!         train_acc: 0.9 + 0.02 * e as f64,
-//!         test_acc: 0.9 + 0.015 * e as f64,
-//!         seconds: 1.0,
-//!         train_seconds: e as f64,
-//!     })
-//!     .collect();
-//! let svg = learning_curves_svg(&epochs, "TwoLayerNet 784-50-10")?;
-//! assert!(svg.starts_with("<svg") && svg.contains("TwoLayerNet 784-50-10"));
-//! # Ok::<(), bp_train::plot::PlotError>(())
-//! ```
+//! [`learning_curves_svg`] draws the picture; [`write_learning_curves`] writes it atomically.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -31,8 +13,8 @@ use std::path::{Path, PathBuf};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::model_file::write_atomic;
-use crate::train::EpochReport;
+use bp_train::EpochReport;
+use bp_train::write_atomic;
 
 /// The picture's width and height in pixels.
 pub const SIZE: (u32, u32) = (1000, 420);

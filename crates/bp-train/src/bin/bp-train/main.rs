@@ -2,20 +2,25 @@
 //! applies saved models (`eval`, `predict`); see `--help`.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod cli;
+mod eval;
+mod image;
+mod plot;
+mod run;
+
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use bp_train::cli::{
+use bp_train::model_file::AnyModel;
+use bp_train::{Dtype, EpochReport, Observer, Plan};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::cli::{
     Cli, EvalArgs, Invocation, Parsed, PredictArgs, one_line_error, resolve_data_dir,
 };
-use bp_train::eval::{classify_images, describe_model, evaluate_file};
-use bp_train::model_file::AnyModel;
-use bp_train::plot::write_learning_curves;
-use bp_train::{
-    DataInfo, Dtype, EpochReport, Observer, Plan, RunConfig, RunObserver, epoch_line, final_line,
-    run,
-};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use crate::eval::{classify_images, evaluate_file};
+use crate::plot::write_learning_curves;
+use crate::run::{DataInfo, RunConfig, RunError, RunObserver, epoch_line, final_line, run};
 
 fn main() -> ExitCode {
     let invocation = match Cli::parse_invocation_from(std::env::args_os()) {
@@ -70,6 +75,11 @@ fn train(
     printer.clear_bar();
     let (summary, saved, stopped_early) = match result {
         Ok(outcome) => outcome,
+        Err(err @ RunError::Layers(_)) => {
+            // A layer list that does not fit the data is a usage error, like a bad flag.
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
         Err(err) => return fail(err),
     };
     if stopped_early && !quiet {
@@ -210,7 +220,7 @@ fn eval(args: &EvalArgs) -> ExitCode {
     out(&format!(
         "model: {}: {}",
         args.model.display(),
-        describe_model(&outcome.info, outcome.dtype)
+        outcome.description
     ));
     if let Some(t) = &outcome.info.training {
         out(&format!(
@@ -257,9 +267,9 @@ fn predict(args: &PredictArgs) -> ExitCode {
     out(&format!(
         "model: {}: {}, input {}x{}",
         args.model.display(),
-        describe_model(info, model.dtype()),
-        info.input_shape.0,
-        info.input_shape.1
+        model.describe(),
+        info.image_shape.0,
+        info.image_shape.1
     ));
     let results = match &model {
         AnyModel::F32(m) => classify_images(m, &args.images, args.fit),
@@ -291,7 +301,7 @@ fn predict(args: &PredictArgs) -> ExitCode {
             notes.push("inverted".to_owned());
         }
         let (w, h) = p.source_size;
-        if (h, w) != info.input_shape {
+        if (h, w) != info.image_shape {
             notes.push(format!("scaled from {w}x{h}"));
         }
         let notes = if notes.is_empty() {

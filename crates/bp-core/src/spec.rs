@@ -1,0 +1,579 @@
+//! Layer specs: the layer list that users type (`affine 100, relu, dropout 0.3, affine 10`) and
+//! model files keep, and the one registry that turns a spec into a layer.
+//!
+//! A [`LayerSpec`] is plain data: what kind of layer, and the arguments a user chooses (an output
+//! size, a ratio). Everything else follows from where the layer sits in a stack: [`build_stack`]
+//! walks the list with the shape of one sample, so that `affine 100` needs no input size, and
+//! gives each layer its input shape, its output shape and its PyTorch module line
+//! (`Linear(in_features=784, out_features=100, bias=True)`).
+//!
+//! # Adding a layer type
+//!
+//! A layer type is its file in this crate (the `Layer` implementation and its tests) and one
+//! entry here: a variant of [`LayerSpec`], a row of [`LAYER_WORDS`] (its word, arguments and
+//! parser) and its arms in [`LayerSpec::build`] and [`fmt::Display`]. Nothing that trains, saves,
+//! loads or evaluates networks names layer types.
+//!
+//! ```
+//! use bp_core::{Init, Layer, build_stack, parse_layers};
+//! use rand::SeedableRng;
+//!
+//! let specs = parse_layers("affine 100, relu, dropout 0.3, affine 10")?;
+//! assert_eq!(specs.len(), 4);
+//! assert_eq!(specs[0].to_string(), "affine 100");
+//! let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(0);
+//! let stack = build_stack::<f32, _>(&specs, &[784], Init::He, &mut rng)?;
+//! assert_eq!(stack.output_shape, [10]);
+//! assert_eq!(stack.modules[0], "Linear(in_features=784, out_features=100, bias=True)");
+//! assert_eq!(stack.layers.num_params(), 784 * 100 + 100 + 100 * 10 + 10);
+//! # Ok::<(), bp_core::LayerError>(())
+//! ```
+
+use std::fmt;
+
+use ndarray::NdFloat;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::init::Init;
+use crate::layer::Layer;
+use crate::{Affine, BatchNorm, Dropout, Relu, Sequential, Sigmoid};
+
+/// One layer of a stack, as a user writes it and a model file keeps it.
+///
+/// Its text form ([`Display`](fmt::Display), [`parse_layers`]) is the word and its arguments,
+/// `affine 100`; its serde form is an object tagged by `layer`, `{"layer":"affine","out":100}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "layer", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LayerSpec {
+    /// `affine N`: the fully connected layer [`Affine`] to `N` outputs (PyTorch's `Linear`).
+    Affine {
+        /// The number of outputs.
+        out: usize,
+    },
+    /// `relu`: [`Relu`].
+    Relu,
+    /// `sigmoid`: [`Sigmoid`].
+    Sigmoid,
+    /// `dropout R`: [`Dropout`] of ratio `R` in `[0, 1)`.
+    Dropout {
+        /// The probability of dropping an element in training.
+        ratio: f64,
+    },
+    /// `batchnorm`: [`BatchNorm`] over every feature of a sample (PyTorch's `BatchNorm1d`).
+    BatchNorm,
+}
+
+/// A word of the layer list: what it builds, its arguments, and how they are read.
+#[derive(Clone, Copy, Debug)]
+pub struct LayerWord {
+    /// The word, as [`LayerSpec`]'s text form writes it.
+    pub word: &'static str,
+    /// Other words for the same layer (PyTorch's names).
+    pub aliases: &'static [&'static str],
+    /// The arguments, as `--help` shows them (`N`), or empty.
+    pub args: &'static str,
+    /// What the layer is, for `--help`.
+    pub about: &'static str,
+    /// Reads the arguments that follow the word.
+    parse: fn(&[&str]) -> Result<LayerSpec, String>,
+}
+
+/// The registry of layer words, in the order `--help` lists them.
+pub const LAYER_WORDS: &[LayerWord] = &[
+    LayerWord {
+        word: "affine",
+        aliases: &["linear"],
+        args: "N",
+        about: "fully connected layer to N outputs, x·W + b (the book's Affine, PyTorch's Linear)",
+        parse: |args| match args {
+            [n] => Ok(LayerSpec::Affine {
+                out: positive(n, "N, the number of outputs,")?,
+            }),
+            _ => Err("takes one argument, N, the number of outputs (affine 100)".to_owned()),
+        },
+    },
+    LayerWord {
+        word: "relu",
+        aliases: &[],
+        args: "",
+        about: "rectified linear unit, max(x, 0)",
+        parse: |args| no_args(args, LayerSpec::Relu),
+    },
+    LayerWord {
+        word: "sigmoid",
+        aliases: &[],
+        args: "",
+        about: "logistic sigmoid, 1 / (1 + exp(-x))",
+        parse: |args| no_args(args, LayerSpec::Sigmoid),
+    },
+    LayerWord {
+        word: "dropout",
+        aliases: &[],
+        args: "R",
+        about: "drops each element with probability R in [0, 1) in training (inverted dropout)",
+        parse: |args| match args {
+            [r] => Ok(LayerSpec::Dropout { ratio: ratio(r)? }),
+            _ => Err("takes one argument, R, the ratio in [0, 1) (dropout 0.5)".to_owned()),
+        },
+    },
+    LayerWord {
+        word: "batchnorm",
+        aliases: &["batch_norm", "batchnorm1d"],
+        args: "",
+        about: "batch normalisation of every feature, with a learnt scale and shift",
+        parse: |args| no_args(args, LayerSpec::BatchNorm),
+    },
+];
+
+fn no_args(args: &[&str], spec: LayerSpec) -> Result<LayerSpec, String> {
+    if args.is_empty() {
+        Ok(spec)
+    } else {
+        Err(format!("takes no arguments, given `{}`", args.join(" ")))
+    }
+}
+
+fn positive(text: &str, what: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{what} must be a positive integer, not `{text}`")),
+    }
+}
+
+fn ratio(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(r) if (0.0..1.0).contains(&r) => Ok(r),
+        _ => Err(format!("R must be a number in [0, 1), not `{text}`")),
+    }
+}
+
+/// A layer list or a layer of it that cannot be read or built: the layer's position (from 1; 0
+/// for the list as a whole), its text, and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.message())]
+pub struct LayerError {
+    /// The layer's position in the list, from 1; 0 when the error is about the whole list.
+    pub position: usize,
+    /// The layer as written (or its text form).
+    pub text: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl LayerError {
+    fn message(&self) -> String {
+        if self.position == 0 {
+            format!("the layer list {}", self.reason)
+        } else {
+            format!("layer {} `{}`: {}", self.position, self.text, self.reason)
+        }
+    }
+}
+
+/// Every layer word with its arguments, comma-separated: `affine N, relu, sigmoid, ...`.
+pub fn layer_words_summary() -> String {
+    LAYER_WORDS
+        .iter()
+        .map(|w| {
+            if w.args.is_empty() {
+                w.word.to_owned()
+            } else {
+                format!("{} {}", w.word, w.args)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Reads a layer list: layers separated by commas, each a word and its arguments separated by
+/// blanks (`affine 100, relu, dropout 0.3, affine 10`). Words are case-insensitive; PyTorch's
+/// names are accepted too (`linear 100`).
+///
+/// # Errors
+///
+/// A [`LayerError`] naming the first layer that is empty, has an unknown word or wrong
+/// arguments, or position 0 for an empty list.
+///
+/// ```
+/// use bp_core::{LayerSpec, parse_layers};
+///
+/// assert_eq!(
+///     parse_layers("Linear 50, relu, affine 10")?,
+///     [LayerSpec::Affine { out: 50 }, LayerSpec::Relu, LayerSpec::Affine { out: 10 }]
+/// );
+/// let err = parse_layers("affine 100, rleu, affine 10").unwrap_err();
+/// assert_eq!(err.position, 2);
+/// assert!(err.to_string().starts_with("layer 2 `rleu`: unknown layer"), "{err}");
+/// # Ok::<(), bp_core::LayerError>(())
+/// ```
+pub fn parse_layers(list: &str) -> Result<Vec<LayerSpec>, LayerError> {
+    if list.trim().is_empty() {
+        return Err(LayerError {
+            position: 0,
+            text: list.to_owned(),
+            reason: format!(
+                "is empty; it lists layers such as {}",
+                layer_words_summary()
+            ),
+        });
+    }
+    list.split(',')
+        .enumerate()
+        .map(|(i, item)| {
+            let text = item.trim();
+            let error = |reason: String| LayerError {
+                position: i + 1,
+                text: text.to_owned(),
+                reason,
+            };
+            let mut tokens = text.split_whitespace();
+            let Some(word) = tokens.next() else {
+                return Err(error(
+                    "is empty (two commas in a row, or a comma at an end?)".to_owned(),
+                ));
+            };
+            let args: Vec<&str> = tokens.collect();
+            let word = word.to_ascii_lowercase();
+            let entry = LAYER_WORDS
+                .iter()
+                .find(|w| w.word == word || w.aliases.contains(&word.as_str()))
+                .ok_or_else(|| {
+                    error(format!(
+                        "unknown layer `{word}`; the layers are {}",
+                        layer_words_summary()
+                    ))
+                })?;
+            (entry.parse)(&args).map_err(|reason| error(format!("{} {reason}", entry.word)))
+        })
+        .collect()
+}
+
+impl fmt::Display for LayerSpec {
+    /// The text form, as [`parse_layers`] reads it: `affine 100`, `relu`, `dropout 0.3`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LayerSpec::Affine { out } => write!(f, "affine {out}"),
+            LayerSpec::Relu => f.write_str("relu"),
+            LayerSpec::Sigmoid => f.write_str("sigmoid"),
+            LayerSpec::Dropout { ratio } => write!(f, "dropout {ratio}"),
+            LayerSpec::BatchNorm => f.write_str("batchnorm"),
+        }
+    }
+}
+
+/// A layer built from its spec.
+pub struct BuiltLayer<A> {
+    /// The layer.
+    pub layer: Box<dyn Layer<A>>,
+    /// The shape of one sample of its output.
+    pub output_shape: Vec<usize>,
+    /// The layer as PyTorch prints its equivalent module.
+    pub module: String,
+}
+
+impl LayerSpec {
+    /// Whether the layer draws a seed for a random generator of its own (dropout's masks):
+    /// [`build_stack`] builds such layers after every other, so that the weights are drawn first.
+    pub fn draws_seed(&self) -> bool {
+        matches!(self, LayerSpec::Dropout { .. })
+    }
+
+    /// Whether the layer wants a sample as an image, (channels, rows, columns), rather than a
+    /// flat row of features; a network that starts with such a layer is fed images.
+    pub fn wants_images(&self) -> bool {
+        false
+    }
+
+    /// Builds the layer for samples of shape `input` (without the batch axis): weights drawn from
+    /// `rng` as `init` says, a dropout seed drawn from `rng`.
+    ///
+    /// # Errors
+    ///
+    /// The reason, if the spec's arguments are out of range (a spec read from a file is checked
+    /// here) or the layer cannot take that input.
+    pub fn build<A: NdFloat, R: Rng + ?Sized>(
+        &self,
+        input: &[usize],
+        init: Init,
+        rng: &mut R,
+    ) -> Result<BuiltLayer<A>, String> {
+        let features = input.iter().product::<usize>();
+        let same = |layer: Box<dyn Layer<A>>, module: String| BuiltLayer {
+            layer,
+            output_shape: input.to_vec(),
+            module,
+        };
+        if input.is_empty() || features == 0 {
+            return Err(format!("cannot take samples of shape {input:?}"));
+        }
+        Ok(match *self {
+            LayerSpec::Affine { out } => {
+                if out == 0 {
+                    return Err("the number of outputs must be positive".to_owned());
+                }
+                BuiltLayer {
+                    layer: Box::new(Affine::random(features, out, init, rng)),
+                    output_shape: vec![out],
+                    module: format!(
+                        "Linear(in_features={features}, out_features={out}, bias=True)"
+                    ),
+                }
+            }
+            LayerSpec::Relu => same(Box::<Relu>::default(), "ReLU()".to_owned()),
+            LayerSpec::Sigmoid => same(Box::<Sigmoid<A>>::default(), "Sigmoid()".to_owned()),
+            LayerSpec::Dropout { ratio } => {
+                if !(0.0..1.0).contains(&ratio) {
+                    return Err(format!("the ratio must be in [0, 1), not {ratio}"));
+                }
+                same(
+                    Box::new(Dropout::new(ratio, rng.next_u64())),
+                    format!("Dropout(p={}, inplace=False)", python_float(ratio)),
+                )
+            }
+            LayerSpec::BatchNorm => same(
+                Box::new(BatchNorm::new(features)),
+                format!(
+                    "BatchNorm1d({features}, eps={}, momentum=0.1, affine=True, track_running_stats=True)",
+                    python_float(BatchNorm::<f64>::EPS)
+                ),
+            ),
+        })
+    }
+}
+
+/// A float as Python's `repr` writes it: `0.5`, `1.0`, `1e-06`.
+fn python_float(v: f64) -> String {
+    let s = format!("{v:?}");
+    if let Some((mantissa, exp)) = s.split_once('e') {
+        let (sign, digits) = exp.strip_prefix('-').map_or(("+", exp), |d| ("-", d));
+        return format!("{mantissa}e{sign}{digits:0>2}");
+    }
+    if s.contains(['.', 'n', 'N']) {
+        s
+    } else {
+        format!("{s}.0")
+    }
+}
+
+/// A stack of layers built from a list of specs (see [`build_stack`]).
+pub struct Stack<A> {
+    /// The layers, first to last.
+    pub layers: Sequential<A>,
+    /// The shape of one sample of each layer's input, first to last.
+    pub input_shapes: Vec<Vec<usize>>,
+    /// The shape of one sample of the last layer's output.
+    pub output_shape: Vec<usize>,
+    /// Each layer as PyTorch prints its equivalent module, first to last.
+    pub modules: Vec<String>,
+}
+
+/// Builds the layers of `specs` for samples of shape `input` (without the batch axis), each
+/// taking the shape the one before gives.
+///
+/// Weights are drawn from `rng` layer by layer in order (so `affine 50, relu, affine 10` draws
+/// `W1` then `W2`, as the book's `TwoLayerNet`), then each dropout layer draws its seed, in order.
+///
+/// # Errors
+///
+/// A [`LayerError`] naming the first layer that cannot be built (see [`LayerSpec::build`]), or
+/// position 0 for an empty list.
+pub fn build_stack<A: NdFloat, R: Rng + ?Sized>(
+    specs: &[LayerSpec],
+    input: &[usize],
+    init: Init,
+    rng: &mut R,
+) -> Result<Stack<A>, LayerError> {
+    if specs.is_empty() {
+        return Err(LayerError {
+            position: 0,
+            text: String::new(),
+            reason: "is empty".to_owned(),
+        });
+    }
+    let mut shape = input.to_vec();
+    let mut input_shapes = Vec::with_capacity(specs.len());
+    let mut built: Vec<Option<BuiltLayer<A>>> = Vec::with_capacity(specs.len());
+    // First every layer but those that draw a seed, in order; a seeded layer only passes its
+    // input shape on, which these layers all do.
+    for (i, spec) in specs.iter().enumerate() {
+        input_shapes.push(shape.clone());
+        let error = |reason| LayerError {
+            position: i + 1,
+            text: spec.to_string(),
+            reason,
+        };
+        if spec.draws_seed() {
+            if shape.is_empty() || shape.iter().product::<usize>() == 0 {
+                return Err(error(format!("cannot take samples of shape {shape:?}")));
+            }
+            built.push(None);
+            continue;
+        }
+        let layer = spec.build(&shape, init, rng).map_err(error)?;
+        shape.clone_from(&layer.output_shape);
+        built.push(Some(layer));
+    }
+    let mut layers = Vec::with_capacity(specs.len());
+    let mut modules = Vec::with_capacity(specs.len());
+    for ((i, spec), slot) in specs.iter().enumerate().zip(built) {
+        let layer = match slot {
+            Some(layer) => layer,
+            None => spec
+                .build(&input_shapes[i], init, rng)
+                .map_err(|reason| LayerError {
+                    position: i + 1,
+                    text: spec.to_string(),
+                    reason,
+                })?,
+        };
+        layers.push(layer.layer);
+        modules.push(layer.module);
+    }
+    Ok(Stack {
+        layers: Sequential::new(layers),
+        input_shapes,
+        output_shape: shape,
+        modules,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_xoshiro::Xoshiro256PlusPlus;
+
+    #[test]
+    fn every_word_reads_back_from_its_text_form() {
+        let specs = [
+            LayerSpec::Affine { out: 7 },
+            LayerSpec::Relu,
+            LayerSpec::Sigmoid,
+            LayerSpec::Dropout { ratio: 0.25 },
+            LayerSpec::BatchNorm,
+        ];
+        let text: Vec<String> = specs.iter().map(ToString::to_string).collect();
+        assert_eq!(parse_layers(&text.join(", ")).unwrap(), specs);
+        // Every registry word appears among the specs' text forms.
+        for word in LAYER_WORDS {
+            assert!(text.iter().any(|t| t.split(' ').next() == Some(word.word)));
+        }
+        let json = serde_json::to_string(&specs).unwrap();
+        assert_eq!(
+            json,
+            r#"[{"layer":"affine","out":7},{"layer":"relu"},{"layer":"sigmoid"},{"layer":"dropout","ratio":0.25},{"layer":"batch_norm"}]"#
+        );
+        assert_eq!(
+            serde_json::from_str::<Vec<LayerSpec>>(&json).unwrap(),
+            specs
+        );
+        assert!(serde_json::from_str::<LayerSpec>(r#"{"layer":"affine","out":7,"x":1}"#).is_err());
+        assert!(serde_json::from_str::<LayerSpec>(r#"{"layer":"conv"}"#).is_err());
+    }
+
+    #[test]
+    fn malformed_lists_name_the_layer_and_the_reason() {
+        let cases: &[(&str, usize, &str)] = &[
+            ("", 0, "the layer list is empty"),
+            ("affine 10,", 2, "layer 2 ``: is empty"),
+            ("affine 10,, relu", 2, "is empty"),
+            ("affine", 1, "affine takes one argument, N"),
+            (
+                "affine 0",
+                1,
+                "N, the number of outputs, must be a positive integer, not `0`",
+            ),
+            ("affine -3", 1, "not `-3`"),
+            ("affine 10 20", 1, "takes one argument"),
+            ("relu 3", 1, "relu takes no arguments, given `3`"),
+            ("dropout 1", 1, "R must be a number in [0, 1), not `1`"),
+            ("dropout", 1, "dropout takes one argument, R"),
+            (
+                "affine 10, conv 3",
+                2,
+                "unknown layer `conv`; the layers are affine N, relu",
+            ),
+        ];
+        for &(list, position, expected) in cases {
+            let err = parse_layers(list).unwrap_err();
+            assert_eq!(err.position, position, "{list}: {err}");
+            assert!(err.to_string().contains(expected), "{list}: {err}");
+        }
+    }
+
+    #[test]
+    fn shapes_flow_through_the_stack_and_modules_read_as_pytorch() {
+        let specs = parse_layers("affine 5, batchnorm, sigmoid, dropout 0.5, affine 3").unwrap();
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+        let stack = build_stack::<f64, _>(&specs, &[2, 3], Init::Xavier, &mut rng).unwrap();
+        assert_eq!(
+            stack.input_shapes,
+            [vec![2, 3], vec![5], vec![5], vec![5], vec![5]]
+        );
+        assert_eq!(stack.output_shape, [3]);
+        assert_eq!(
+            stack.modules,
+            [
+                "Linear(in_features=6, out_features=5, bias=True)",
+                "BatchNorm1d(5, eps=1e-06, momentum=0.1, affine=True, track_running_stats=True)",
+                "Sigmoid()",
+                "Dropout(p=0.5, inplace=False)",
+                "Linear(in_features=5, out_features=3, bias=True)",
+            ]
+        );
+        let names: Vec<&str> = stack.layers.layers().iter().map(|l| l.name()).collect();
+        assert_eq!(
+            names,
+            ["Affine", "BatchNorm", "Sigmoid", "Dropout", "Affine"]
+        );
+    }
+
+    #[test]
+    fn weights_are_drawn_before_dropout_seeds() {
+        let specs = parse_layers("affine 4, relu, dropout 0.5, affine 2").unwrap();
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
+        let stack = build_stack::<f64, _>(&specs, &[3], Init::He, &mut rng).unwrap();
+        let mut by_hand = Xoshiro256PlusPlus::seed_from_u64(3);
+        let a1 = Affine::<f64>::random(3, 4, Init::He, &mut by_hand);
+        let a2 = Affine::<f64>::random(4, 2, Init::He, &mut by_hand);
+        let dropout = Dropout::<f64>::new(0.5, by_hand.next_u64());
+        let mut built = Vec::new();
+        stack
+            .layers
+            .visit_params_ref(&mut |_, v| built.push(v.to_owned()));
+        assert_eq!(built[0], a1.w().clone().into_dyn());
+        assert_eq!(built[2], a2.w().clone().into_dyn());
+        let mut dropped = stack.layers.layers()[2].clone();
+        let mut reference: Box<dyn Layer<f64>> = Box::new(dropout);
+        let x = ndarray::ArrayD::from_elem(ndarray::IxDyn(&[8, 4]), 1.0);
+        assert_eq!(dropped.forward(x.clone()), reference.forward(x));
+    }
+
+    #[test]
+    fn a_layer_that_cannot_take_its_input_is_named() {
+        let specs = vec![LayerSpec::Dropout { ratio: 1.5 }];
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(0);
+        let err = build_stack::<f32, _>(&specs, &[4], Init::He, &mut rng)
+            .err()
+            .expect("the list cannot be built");
+        assert_eq!(err.position, 1);
+        assert!(
+            err.to_string()
+                .contains("the ratio must be in [0, 1), not 1.5"),
+            "{err}"
+        );
+        let err = build_stack::<f32, _>(&[], &[4], Init::He, &mut rng)
+            .err()
+            .expect("the list cannot be built");
+        assert_eq!(err.to_string(), "the layer list is empty");
+    }
+
+    #[test]
+    fn python_floats_are_written_as_python_writes_them() {
+        assert_eq!(python_float(0.5), "0.5");
+        assert_eq!(python_float(0.0), "0.0");
+        assert_eq!(python_float(1e-6), "1e-06");
+        assert_eq!(python_float(2.5e-10), "2.5e-10");
+    }
+}
