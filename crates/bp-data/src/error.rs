@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::io;
 use std::path::PathBuf;
 
-use crate::idx::IdxType;
+use crate::idx_type::IdxType;
 
 /// Everything that can go wrong reading, checking or writing IDX and MNIST files.
 ///

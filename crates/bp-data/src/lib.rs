@@ -39,14 +39,16 @@
 mod checksum;
 mod error;
 mod idx;
+mod idx_type;
 mod mnist;
 
 pub use checksum::{sha256_file, verify_sha256sums};
 pub use error::DataError;
 pub use idx::{
-    Compression, IdxArray, IdxElement, IdxType, Limits, read_idx, read_idx_as, read_idx_from,
-    read_idx_with, write_idx, write_idx_to,
+    Compression, IdxArray, IdxElement, Limits, read_idx, read_idx_as, read_idx_from, read_idx_with,
+    write_idx, write_idx_to,
 };
+pub use idx_type::IdxType;
 pub use mnist::{Labels, Mnist, MnistFiles, MnistOptions, SHA256SUMS, load_mnist};
 
 /// Re-exported so that users name the same `ndarray` version as the arrays returned.

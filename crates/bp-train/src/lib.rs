@@ -46,6 +46,7 @@
 //! ```
 
 mod atomic;
+mod describe;
 mod element;
 pub mod model_file;
 mod multi_layer;

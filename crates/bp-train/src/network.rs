@@ -1,7 +1,5 @@
 //! The network: a stack of layers and a loss.
 
-use std::fmt::Write as _;
-
 use bp_core::{
     Dropout, Init, Layer, LayerError, LayerSpec, Param, Sequential, build_stack,
     numerical_param_gradients,
@@ -9,8 +7,6 @@ use bp_core::{
 use bp_loss::{SoftmaxWithLoss, Targets};
 use ndarray::{Array2, ArrayD, ArrayViewD, Axis, Ix2, IxDyn, NdFloat, Slice};
 use rand::Rng;
-
-use crate::multi_layer::MultiLayerConfig;
 
 /// The rows per [`predict`](Network::predict) call when [`accuracy`](Network::accuracy) walks a
 /// data set: large enough for efficient matrix products, small enough to bound the memory of the
@@ -389,58 +385,6 @@ impl<A: NdFloat> Network<A> {
     pub fn accuracy(&self, x: ArrayViewD<'_, A>, t: &[usize]) -> f64 {
         chunked_accuracy(x, t, EVAL_CHUNK, |chunk| self.predict(chunk))
     }
-
-    /// A one-line description: the book's class and sizes for the networks it names,
-    /// `TwoLayerNet 784-50-10, relu, init std 0.01`, else the layer list,
-    /// `Sequential 784 -> affine 100, relu, dropout 0.3, affine 10, init he`.
-    pub fn describe(&self) -> String {
-        let init = match self.options.init {
-            Init::Std(std) => format!("init std {std}"),
-            Init::He => "init he".to_owned(),
-            Init::Xavier => "init xavier".to_owned(),
-        };
-        let mut s = match MultiLayerConfig::from_specs(self.input_size(), &self.specs) {
-            Some(config) => {
-                let config = MultiLayerConfig {
-                    init: self.options.init,
-                    weight_decay: self.options.weight_decay,
-                    ..config
-                };
-                let sizes: Vec<String> = config.sizes().iter().map(usize::to_string).collect();
-                let class = if config.is_two_layer_net() {
-                    "TwoLayerNet"
-                } else {
-                    "MultiLayerNet"
-                };
-                let mut s = format!(
-                    "{class} {}, {}, {init}",
-                    sizes.join("-"),
-                    config.activation.name()
-                );
-                if config.batch_norm {
-                    s.push_str(", batch norm");
-                }
-                if let Some(ratio) = config.dropout {
-                    write!(s, ", dropout {ratio}").expect("writing to a String cannot fail");
-                }
-                s
-            }
-            None => {
-                let shape: Vec<String> = self.input_shape.iter().map(usize::to_string).collect();
-                let layers: Vec<String> = self.specs.iter().map(ToString::to_string).collect();
-                format!(
-                    "Sequential {} -> {}, {init}",
-                    shape.join("x"),
-                    layers.join(", ")
-                )
-            }
-        };
-        if self.options.weight_decay > 0.0 {
-            write!(s, ", weight decay {}", self.options.weight_decay)
-                .expect("writing to a String cannot fail");
-        }
-        s
-    }
 }
 
 /// The fraction of samples of `x` whose scores (from `predict`, called on chunks of at most
@@ -640,24 +584,5 @@ mod tests {
                 assert!((x - y).abs() < 1e-6 * (1.0 + x.abs()), "{x} vs {y}");
             }
         }
-    }
-
-    #[test]
-    fn descriptions_name_the_books_nets_and_list_the_others() {
-        let two = net("affine 50, relu, affine 10", &[784], NetOptions::default()).unwrap();
-        assert_eq!(two.describe(), "TwoLayerNet 784-50-10, relu, init std 0.01");
-        let other = net(
-            "affine 100, relu, dropout 0.3, batchnorm, affine 10",
-            &[784],
-            NetOptions {
-                init: Init::He,
-                weight_decay: 0.5,
-            },
-        )
-        .unwrap();
-        assert_eq!(
-            other.describe(),
-            "Sequential 784 -> affine 100, relu, dropout 0.3, batchnorm, affine 10, init he, weight decay 0.5"
-        );
     }
 }
