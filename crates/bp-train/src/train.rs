@@ -759,6 +759,38 @@ mod tests {
         assert_eq!(first, [0, 1, 2, 3]);
     }
 
+    /// Flat rows and images of the same pixels, into a network of flat or image-shaped samples,
+    /// train to the same bits: the batch is gathered as the network's samples.
+    #[test]
+    fn samples_of_any_shape_train_alike() {
+        use bp_core::parse_layers;
+        let x = Array2::from_shape_fn((60, 4), |(i, j)| ((i * 7 + j * 3) % 11) as f64 / 11.0);
+        let t: Vec<usize> = (0..60)
+            .map(|i| usize::from(x[[i, 0]] > x[[i, 3]]))
+            .collect();
+        let images = x.clone().into_shape_with_order((60, 1, 2, 2)).unwrap();
+        let cfg = TrainConfig {
+            length: Length::Epochs(3),
+            batch_size: 10,
+            lr: 0.5,
+            ..TrainConfig::default()
+        };
+        let run = |input: &[usize], data: ArrayViewD<'_, f64>| {
+            let specs = parse_layers("affine 5, relu, affine 2").unwrap();
+            let options = crate::NetOptions::default();
+            let mut net = Network::new(input, specs, options, &mut rng(1, Stream::Init)).unwrap();
+            let set = Dataset::new(data, &t);
+            let s = train(&mut net, set.clone(), set, &cfg, &mut Silent).unwrap();
+            let losses: Vec<f64> = s.epochs.iter().map(|e| e.loss).collect();
+            (losses, s.train_acc, net.predict(x.clone().into_dyn()))
+        };
+        let flat = run(&[4], x.view().into_dyn());
+        assert_eq!(run(&[4], images.view().into_dyn()), flat);
+        assert_eq!(run(&[1, 2, 2], x.view().into_dyn()), flat);
+        assert_eq!(run(&[1, 2, 2], images.view().into_dyn()), flat);
+        assert!(flat.0[2] < flat.0[0], "{:?}", flat.0);
+    }
+
     #[test]
     fn saturated_loss_is_half_the_ceiling() {
         assert!((SATURATED_LOSS - -(bp_loss::DELTA.ln()) / 2.0).abs() < 1e-12);
