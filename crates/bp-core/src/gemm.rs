@@ -44,13 +44,17 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis, NdFloat, Slice};
 
 /// Products of more multiply-adds than this (the whole product's, whatever the block) go to
-/// `matrixmultiply`, whose packed and blocked kernels win once the operands outgrow the caches:
-/// for the AVX2 kernels (tiles of 4 rows), from the wide net's `100 x 784 · 784 x 800` on; for the
-/// AVX-512 kernels (tiles of 9 rows by 48 columns), beyond it (they are faster at the wide net,
-/// slower at `256 x 2048 · 2048 x 2048`). Below it, at the book's `100 x 784 · 784 x 50` or the
-/// gradient check's `3 x 784 · 784 x 50`, these kernels are faster (see the Performance section
-/// of README.md).
+/// `matrixmultiply` on CPUs with AVX2 but not AVX-512. Its packed, cache-blocked kernels win once
+/// the operands outgrow the caches, and against the AVX2 kernels (tiles of 4 rows) they already
+/// do at the wide net's `100 x 784 · 784 x 800` (63 million multiply-adds; the limit is 8.4
+/// million). Below it, the book's `100 x 784 · 784 x 50` (3.9 million) and the gradient check's
+/// `3 x 784 · 784 x 50` stay in these kernels, which allocate nothing. The measurements behind
+/// the limit are in docs/performance.md ("Matrix products").
 const MAX_KERNEL_FMAS: usize = 1 << 23;
+/// [`MAX_KERNEL_FMAS`] on CPUs with AVX-512, whose kernels (tiles of 9 rows by 48 columns) keep
+/// the wide net's products too (63 million; this limit is 67 million); `matrixmultiply` takes
+/// larger ones, such as `256 x 2048 · 2048 x 2048` (2³⁰ multiply-adds), where its blocking wins
+/// (docs/performance.md, "Matrix products").
 const MAX_AVX512_KERNEL_FMAS: usize = 1 << 26;
 
 /// The columns of `B` go to the broadcast kernel in groups of 16 `f32` (two vectors of 8), the
@@ -83,7 +87,9 @@ pub(crate) enum Kernels {
     /// bp-core's kernels for AVX2 and FMA, tiles of 4 rows.
     #[cfg(target_arch = "x86_64")]
     Avx2,
-    /// The same kernels compiled for AVX-512 (F and VL), tiles of 14 rows.
+    /// The kernels compiled for AVX-512 (F and VL): the broadcast kernel takes 512-bit vectors,
+    /// in tiles of 9 rows by three vectors (48 `f32` or 24 `f64` columns); the dot and tail
+    /// kernels are the same 256-bit code as [`Kernels::Avx2`]'s.
     #[cfg(target_arch = "x86_64")]
     Avx512,
 }
