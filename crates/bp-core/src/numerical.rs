@@ -143,7 +143,7 @@ where
 /// `∂L/∂θ_i ≈ (L(θ + h·e_i) - L(θ - h·e_i)) / 2h`, with `h =` [`H`].
 ///
 /// `visit(model, f)` must call `f` once for each parameter, in a fixed order (as
-/// [`Layer::visit_params`](bp_core::Layer::visit_params) does); `loss(model)` evaluates the loss at
+/// [`Layer::visit_params`](crate::Layer::visit_params) does); `loss(model)` evaluates the loss at
 /// the parameters' current values. Each element is moved by `+h`, then `-h`, then restored bit for
 /// bit, each time through a visit that changes only the parameter that owns it, so every element
 /// costs two loss evaluations and three visits, independent of the model's size.

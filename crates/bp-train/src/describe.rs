@@ -9,9 +9,9 @@ use crate::multi_layer::MultiLayerConfig;
 use crate::network::Network;
 
 impl<A: NdFloat> Network<A> {
-    /// A one-line description: the book's class and sizes for the networks it names,
-    /// `TwoLayerNet 784-50-10, relu, init std 0.01`, else the layer list,
-    /// `Sequential 784 -> affine 100, relu, dropout 0.3, affine 10, init he`.
+    /// A one-line description: the book's class and sizes for the lists its constructors build
+    /// ([`MultiLayerConfig::layers`]), `TwoLayerNet 784-50-10, relu, init std 0.01`, else the
+    /// layer list, `Sequential 784 -> affine 100, relu, batchnorm, affine 10, init he`.
     pub fn describe(&self) -> String {
         let init = match self.options().init {
             Init::Std(std) => format!("init std {std}"),
@@ -31,11 +31,13 @@ impl<A: NdFloat> Network<A> {
                 } else {
                     "MultiLayerNet"
                 };
-                let mut s = format!(
-                    "{class} {}, {}, {init}",
-                    sizes.join("-"),
-                    config.activation.name()
-                );
+                // Softmax regression (no hidden layer) has no activation to name.
+                let activation = if config.hidden_sizes.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {}", config.activation.name())
+                };
+                let mut s = format!("{class} {}{activation}, {init}", sizes.join("-"));
                 if config.batch_norm {
                     s.push_str(", batch norm");
                 }
@@ -100,5 +102,7 @@ mod tests {
             other.describe(),
             "Sequential 784 -> affine 100, relu, dropout 0.3, batchnorm, affine 10, init he, weight decay 0.5"
         );
+        let regression = net("affine 10", NetOptions::default());
+        assert_eq!(regression.describe(), "MultiLayerNet 784-10, init std 0.01");
     }
 }

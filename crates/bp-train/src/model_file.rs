@@ -30,8 +30,12 @@
 //!  "modules":["Linear(in_features=784, out_features=50, bias=True)","ReLU()",
 //!             "Linear(in_features=50, out_features=10, bias=True)"],
 //!  "init":{"std":0.01},"weight_decay":0.0,
-//!  "training":{"epoch":17,"iter":10000,"loss":0.1,"train_acc":0.97,"test_acc":0.96}}
+//!  "training":{"epoch":17,"iter":10000,"loss":0.0726081019686535,"train_acc":0.9784666666666667,
+//!              "test_acc":0.9699}}
 //! ```
+//!
+//! (the book's run, on one line in the file; the other layers are `{"layer":"sigmoid"}`,
+//! `{"layer":"dropout","ratio":0.3}` and `{"layer":"batch_norm"}`.)
 //!
 //! `layers` is the layer list ([`LayerSpec`]), from which loading rebuilds the network through
 //! bp-core's one registry ([`bp_core::build_stack`]); `modules` is the same list as PyTorch prints

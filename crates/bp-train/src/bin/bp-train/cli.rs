@@ -168,7 +168,7 @@ pub struct Cli {
 pub enum Command {
     /// A saved model's accuracy on the test set, per class, and its confusion matrix
     Eval(EvalArgs),
-    /// The class of each PNG or PGM image, and the most probable classes
+    /// The class of each PNG or PNM (PGM, PBM, PPM, PAM) image, and the most probable classes
     Predict(PredictArgs),
 }
 
@@ -206,7 +206,7 @@ pub struct PredictArgs {
     #[arg(long, value_enum, default_value_t)]
     pub fit: Fit,
 
-    /// PNG or PGM images of one digit each, light on dark or dark on light (inverted), any size
+    /// PNG or PNM images of one digit each, light on dark or dark on light (inverted), any size
     /// (scaled to the model's input by area averaging)
     #[arg(value_name = "IMAGE", required = true)]
     pub images: Vec<PathBuf>,

@@ -373,7 +373,7 @@ impl ImagePrediction {
     }
 }
 
-/// Classifies image files (PNG or PGM, prepared as [`crate::image::prepare_with`] describes,
+/// Classifies image files (PNG or PNM, prepared as [`crate::image::prepare_with`] describes,
 /// fitted as `fit` says) with a model: one result per path, in order; an image that cannot be read
 /// is an error naming it, and does not stop the others.
 pub fn classify_images<A: ModelElement>(
