@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Classify MNIST test images with a bp-train model file, using only numpy and safetensors.
 
-The network is rebuilt from the file alone: its `layers` metadata lists the modules of the
-equivalent PyTorch nn.Sequential (Linear, BatchNorm1d, ReLU, Sigmoid, Dropout) and the tensors are
-named as that Sequential's state_dict (`layers.0.weight`, ...), Linear weights in (out, in) layout.
+The network is rebuilt from the file alone (model file format version 2): the metadata holds
+`format: bp-model`, `format_version: 2` and `model`, a JSON header whose `layers` lists the layers
+(`{"layer": "affine", "out": 50}`, `relu`, `sigmoid`, `dropout`, `batch_norm`), and the tensors are
+named as the state_dict of the equivalent PyTorch nn.Sequential (`layers.0.weight`, ...): Linear
+weights in (out, in) layout, BatchNorm1d's weight, bias, running_mean and running_var.
 
     cargo run -p bp-train -- --epochs 5 --save model.safetensors
     cargo run -p bp-train -- eval --model model.safetensors --predictions bp.csv
@@ -24,7 +26,19 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import load_file
 
+FORMAT = "bp-model"
+FORMAT_VERSION = "2"
 DTYPES = {"f32": np.float32, "f64": np.float64}
+# The epsilon of bp's batch normalisation (BatchNorm1d(..., eps=1e-06) in the file's `modules`).
+BATCH_NORM_EPS = 1e-6
+# For each layer kind: the PyTorch module it is, and the tensors it keeps.
+LAYERS = {
+    "affine": ("Linear", ("weight", "bias")),
+    "relu": ("ReLU", ()),
+    "sigmoid": ("Sigmoid", ()),
+    "dropout": ("Dropout", ()),
+    "batch_norm": ("BatchNorm1d", ("weight", "bias", "running_mean", "running_var")),
+}
 
 
 def read_idx(path):
@@ -51,48 +65,119 @@ def find(data_dir, stem):
     sys.exit(f"{data_dir}: no {stem}[.gz]")
 
 
+def read_header(path):
+    """The `model` header of a bp-train model file, after checking its format and version."""
+    try:
+        with safe_open(path, framework="np") as f:
+            meta = f.metadata() or {}
+    except Exception as e:  # noqa: BLE001 - any reader error means the same to the user
+        sys.exit(f"{path}: not a safetensors file ({e})")
+    fmt = meta.get("format")
+    if fmt is None:
+        sys.exit(f"{path}: not a bp-train model file (no `format` metadata; bp-train writes `format: {FORMAT}`)")
+    version = meta.get("format_version")
+    if fmt == "bp-mlp":
+        sys.exit(f"{path}: a bp-train model file of format version {version or 1} (`bp-mlp`); this script "
+                 f"reads version {FORMAT_VERSION} (`{FORMAT}`): train the model again with --save")
+    if fmt != FORMAT:
+        sys.exit(f"{path}: not a bp-train model file (`format` is {fmt!r}, not {FORMAT!r})")
+    if version is None:
+        sys.exit(f"{path}: no `format_version` metadata")
+    if version != FORMAT_VERSION:
+        sys.exit(f"{path}: model file format version {version!r}; this script reads version {FORMAT_VERSION!r}")
+    if "model" not in meta:
+        sys.exit(f"{path}: no `model` metadata")
+    try:
+        header = json.loads(meta["model"])
+    except json.JSONDecodeError as e:
+        sys.exit(f"{path}: the `model` metadata is not JSON: {e}")
+    for key in ("dtype", "image_shape", "input_shape", "classes", "layers"):
+        if key not in header:
+            sys.exit(f"{path}: the `model` metadata has no `{key}`")
+    if header["dtype"] not in DTYPES:
+        sys.exit(f"{path}: unknown dtype {header['dtype']!r} (f32 or f64)")
+    return header
+
+
 def load_model(path):
-    """The metadata and the modules of the network, as (kind, tensors) pairs in order."""
-    with safe_open(path, framework="np") as f:
-        meta = f.metadata() or {}
-    if meta.get("format") != "bp-mlp":
-        sys.exit(f"{path}: not a bp-train model file (no `format: bp-mlp` metadata)")
+    """The header and the layers of the network, as (kind, spec, tensors) triples in order."""
+    header = read_header(path)
+    dtype = DTYPES[header["dtype"]]
     tensors = load_file(path)
-    dtype = DTYPES[meta["dtype"]]
-    modules = []
+    modules = header.get("modules")
+    if modules is not None and len(modules) != len(header["layers"]):
+        sys.exit(f"{path}: {len(modules)} modules for {len(header['layers'])} layers")
+    width = int(np.prod(header["input_shape"]))
+    layers = []
     used = set()
-    for i, text in enumerate(json.loads(meta["layers"])):
-        kind = text.split("(", 1)[0]
-        own = {k.split(".")[-1]: v for k, v in tensors.items() if k.startswith(f"layers.{i}.")}
-        used.update(f"layers.{i}.{name}" for name in own)
+    for i, spec in enumerate(header["layers"]):
+        kind = spec.get("layer")
+        if kind not in LAYERS:
+            sys.exit(f"{path}: layer {i} is {kind!r}; this script knows {', '.join(LAYERS)}")
+        module, names = LAYERS[kind]
+        if modules is not None and modules[i].split("(", 1)[0] != module:
+            sys.exit(f"{path}: layer {i} is {kind}, but its module is {modules[i]!r}")
+        own = {}
+        for name in names:
+            key = f"layers.{i}.{name}"
+            if key not in tensors:
+                sys.exit(f"{path}: no tensor {key}, which layer {i} ({kind}) needs")
+            own[name] = tensors[key]
+            used.add(key)
+        if kind == "affine":
+            out = spec["out"]
+            shapes = {"weight": (out, width), "bias": (out,)}
+            width = out
+        else:
+            shapes = {name: (width,) for name in names}
         for name, value in own.items():
             if value.dtype != dtype:
-                sys.exit(f"{path}: layers.{i}.{name} is {value.dtype}, the metadata says {meta['dtype']}")
-        modules.append((kind, own))
+                sys.exit(f"{path}: layers.{i}.{name} is {value.dtype}, the header says {header['dtype']}")
+            if value.shape != shapes[name]:
+                sys.exit(f"{path}: layers.{i}.{name} has shape {value.shape}, layer {i} ({kind}) needs {shapes[name]}")
+        layers.append((kind, spec, own))
     extra = set(tensors) - used
     if extra:
-        sys.exit(f"{path}: tensors {sorted(extra)} belong to no module")
-    return meta, modules
+        sys.exit(f"{path}: tensors {sorted(extra)} belong to no layer")
+    if width != header["classes"]:
+        sys.exit(f"{path}: the last layer gives {width} scores, but `classes` is {header['classes']}")
+    return header, layers
 
 
-def forward(x, modules, eps):
-    """Class probabilities for the rows of x."""
-    for kind, t in modules:
-        if kind == "Linear":
+def forward(x, layers, eps):
+    """Class probabilities for the rows of x (inference: dropout is the identity, batch
+    normalisation uses the running statistics)."""
+    for kind, _, t in layers:
+        if kind == "affine":
             x = x @ t["weight"].T + t["bias"]
-        elif kind == "BatchNorm1d":
+        elif kind == "batch_norm":
             x = t["weight"] * (x - t["running_mean"]) / np.sqrt(t["running_var"] + eps) + t["bias"]
-        elif kind == "ReLU":
+        elif kind == "relu":
             x = np.maximum(x, 0)
-        elif kind == "Sigmoid":
+        elif kind == "sigmoid":
             x = 1 / (1 + np.exp(-x))
-        elif kind == "Dropout":
+        elif kind == "dropout":
             pass  # inverted dropout: the identity at inference
         else:
-            sys.exit(f"unknown module {kind}")
+            sys.exit(f"unknown layer {kind}")
     x = x - x.max(axis=1, keepdims=True)
     e = np.exp(x)
     return e / e.sum(axis=1, keepdims=True)
+
+
+def describe(layers):
+    """The layer list as bp-train's --layers writes it: `affine 50, relu, affine 10`."""
+    words = []
+    for kind, spec, _ in layers:
+        if kind == "affine":
+            words.append(f"affine {spec['out']}")
+        elif kind == "dropout":
+            words.append(f"dropout {spec['ratio']}")
+        elif kind == "batch_norm":
+            words.append("batchnorm")
+        else:
+            words.append(kind)
+    return ", ".join(words)
 
 
 def read_predictions(path, count):
@@ -112,20 +197,20 @@ def main():
     parser.add_argument("--tolerance", type=float, default=1e-5, help="largest probability difference allowed")
     args = parser.parse_args()
 
-    meta, modules = load_model(args.model)
-    dtype = DTYPES[meta["dtype"]]
-    rows, cols = json.loads(meta["input_shape"])
+    header, layers = load_model(args.model)
+    dtype = DTYPES[header["dtype"]]
+    rows, cols = header["image_shape"]
     images = read_idx(find(args.data_dir, "t10k-images-idx3-ubyte"))[: args.count]
     labels = read_idx(find(args.data_dir, "t10k-labels-idx1-ubyte"))[: args.count].astype(int)
     if images.shape[1:] != (rows, cols):
         sys.exit(f"the images are {images.shape[1:]}, the model takes {rows} x {cols}")
     x = images.reshape(len(images), rows * cols).astype(dtype) / dtype(255)
-    probs = forward(x, modules, dtype(float(meta["batch_norm_eps"])))
+    probs = forward(x, layers, dtype(BATCH_NORM_EPS))
     predicted = probs.argmax(axis=1)
 
     n = len(labels)
-    print(f"model: {args.model}: {meta['architecture']} {'-'.join(map(str, json.loads(meta['sizes'])))}, "
-          f"{meta['activation']}, {meta['dtype']}")
+    print(f"model: {args.model}: {int(np.prod(header['input_shape']))} -> {describe(layers)}, "
+          f"{header['classes']} classes, {header['dtype']}")
     print(f"numpy: {(predicted == labels).sum()}/{n} of the first {n} test images correct")
     print(f"first 10 predicted: {' '.join(map(str, predicted[:10]))}")
     print(f"first 10 labels:    {' '.join(map(str, labels[:10]))}")
@@ -134,6 +219,8 @@ def main():
     bp_predicted, bp_probs = read_predictions(args.compare, n)
     if len(bp_predicted) != n:
         sys.exit(f"{args.compare}: {len(bp_predicted)} rows, expected {n}")
+    if bp_probs.shape[1] != probs.shape[1]:
+        sys.exit(f"{args.compare}: {bp_probs.shape[1]} probabilities a row, the model has {probs.shape[1]} classes")
     agree = int((bp_predicted == predicted).sum())
     diff = float(np.abs(bp_probs - probs).max())
     print(f"agreement with bp-train: {agree}/{n} predicted classes equal")
