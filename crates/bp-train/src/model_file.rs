@@ -479,8 +479,11 @@ fn canonicalize_header(bytes: &mut [u8]) {
         canonical.len() <= n,
         "the sorted header is no longer than the original"
     );
-    let padded = format!("{canonical:<n$}");
-    bytes[8..8 + n].copy_from_slice(padded.as_bytes());
+    // Padded with spaces by hand: a formatting width (`{:<n$}`) stops at 65,535, and the header
+    // of a network of a few hundred layers is longer.
+    let mut padded = canonical.into_bytes();
+    padded.resize(n, b' ');
+    bytes[8..8 + n].copy_from_slice(&padded);
 }
 
 /// Compact JSON with every object's keys in sorted order.
