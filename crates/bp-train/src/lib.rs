@@ -16,6 +16,8 @@
 //!   inference path, seeded so that the same seed gives the same numbers.
 //! - [`model_file`] keeps a network in one safetensors file (the layer list and the tensors, named
 //!   as PyTorch's `nn.Sequential`) and rebuilds it through bp-core's one layer registry.
+//! - [`files`] opens inputs only when they are regular files, reads them up to a bound, and checks
+//!   outputs by one rule before any work; [`write_atomic`] replaces a file whole or not at all.
 //!
 //! # The key design decision: a training step allocates nothing
 //!
@@ -48,6 +50,7 @@
 mod atomic;
 mod describe;
 mod element;
+pub mod files;
 pub mod model_file;
 mod multi_layer;
 mod network;

@@ -42,16 +42,20 @@
 //! it, for other readers. Files of format version 1 (`bp-mlp`, which kept an MLP's sizes key by
 //! key) are refused with [`ModelError::FormatVersion`].
 //!
-//! Loading ([`Model::load`], [`AnyModel::load`]) trusts nothing: a file that is not safetensors,
-//! missing or malformed metadata, a layer list that cannot be built or that contradicts the rest of
-//! the header, a missing or unexpected tensor, a wrong shape or element type, or a non-finite value
-//! is a [`ModelError`] naming the file.
+//! Loading ([`Model::load`], [`AnyModel::load`]) trusts nothing. Only a regular file is opened (a
+//! FIFO, a device such as `/dev/zero` or a directory is refused without waiting or reading), and
+//! one larger than [`MAX_MODEL_BYTES`] is refused before it is read. Then a file that is not
+//! safetensors, missing or malformed metadata, a layer list that cannot be built or that
+//! contradicts the rest of the header, a missing or unexpected tensor, a wrong shape or element
+//! type, or a non-finite value is a [`ModelError`] naming the file.
 //!
 //! # Writing
 //!
 //! [`save_model`] writes atomically ([`write_atomic`]): into a temporary file in the same directory,
 //! synced to disk, then renamed over the target. A crash or a full disk leaves the previous file
-//! as it was.
+//! as it was. A symbolic link is written through to the file it names; a directory, a FIFO or a
+//! device at the path, or a file the user may not write, is refused; a replaced file keeps its
+//! permissions. A header of any length is written (a network of thousands of layers included).
 //!
 //! ```
 //! use bp_train::model_file::{Model, ModelInfo, save_model};
@@ -77,7 +81,6 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -89,6 +92,7 @@ use serde_json::Value;
 
 pub use crate::atomic::write_atomic;
 use crate::element::Dtype;
+use crate::files;
 use crate::network::{NetOptions, Network};
 use crate::train::{EpochReport, Stream, rng};
 
@@ -104,11 +108,25 @@ pub const HEADER_KEY: &str = "model";
 /// The prefix of every tensor name: the `nn.Sequential`'s attribute name.
 pub const PREFIX: &str = "layers";
 
+/// The largest header a model file may have: safetensors' own limit, 100,000,000 bytes (a layer
+/// list of hundreds of thousands of layers).
+pub const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// The most tensor data a model file may hold: 16 GiB, four billion `f32` weights (a network that
+/// needs four times as much memory again to be trained).
+pub const MAX_TENSOR_BYTES: u64 = 16 << 30;
+
+/// The largest model file that is read: the header's 8-byte length, the largest header and the
+/// most tensor data. A larger file is refused before any of it is read.
+pub const MAX_MODEL_BYTES: u64 = 8 + MAX_HEADER_BYTES + MAX_TENSOR_BYTES;
+
 /// What can go wrong reading or writing a model file. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ModelError {
-    /// The file could not be read.
+    /// The file could not be read: it is missing, it is not a regular file (a FIFO, a device, a
+    /// directory, a dangling symbolic link), it is larger than [`MAX_MODEL_BYTES`], or reading
+    /// failed. The source says which.
     #[error("cannot read the model file {}", path.display())]
     Read {
         /// The file.
@@ -483,8 +501,11 @@ fn canonicalize_header(bytes: &mut [u8]) {
         canonical.len() <= n,
         "the sorted header is no longer than the original"
     );
-    let padded = format!("{canonical:<n$}");
-    bytes[8..8 + n].copy_from_slice(padded.as_bytes());
+    // Padded with spaces by hand: a formatting width (`{:<n$}`) stops at 65,535, and the header
+    // of a network of a few hundred layers is longer.
+    let mut padded = canonical.into_bytes();
+    padded.resize(n, b' ');
+    bytes[8..8 + n].copy_from_slice(&padded);
 }
 
 /// Compact JSON with every object's keys in sorted order.
@@ -683,9 +704,9 @@ impl AnyModel {
     }
 }
 
-/// Reads a whole file.
+/// Reads a whole model file, if it is a regular file of at most [`MAX_MODEL_BYTES`].
 fn read(path: &Path) -> Result<Vec<u8>, ModelError> {
-    fs::read(path).map_err(|source| ModelError::Read {
+    files::read_regular(path, MAX_MODEL_BYTES).map_err(|source| ModelError::Read {
         path: path.to_path_buf(),
         source,
     })

@@ -39,7 +39,9 @@ pub enum TrainError {
         lr: f64,
     },
 
-    /// The metrics CSV file could not be created or written.
+    /// The metrics CSV file could not be created or written: it names a directory, a FIFO or
+    /// another special file, a file the user may not write, or a directory that is missing or
+    /// takes no new file (see [`check_output`](crate::files::check_output)), or a write failed.
     #[error("cannot write the metrics file {}", path.display())]
     Metrics {
         /// The file.
@@ -348,7 +350,7 @@ impl MetricsCsv {
             path: path.to_path_buf(),
             source,
         };
-        let mut out = BufWriter::new(File::create(path).map_err(err)?);
+        let mut out = BufWriter::new(crate::files::create_in_place(path).map_err(err)?);
         writeln!(out, "{}", Self::HEADER)
             .and_then(|()| out.flush())
             .map_err(err)?;

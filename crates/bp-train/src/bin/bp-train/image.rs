@@ -30,17 +30,26 @@
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
+use bp_train::files::read_regular;
 use image::codecs::pnm::PnmDecoder;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 
 /// The largest image, in pixels, that is read: 2²⁶ (an 8192 x 8192 picture).
 pub const MAX_PIXELS: usize = 1 << 26;
 
+/// The largest image file that is read: 16 bytes for each of [`MAX_PIXELS`] pixels, 1 GiB. The
+/// widest pixel is 8 bytes (16-bit RGBA, in PNG or PAM); the rest leaves room for what a file may
+/// hold besides, such as a PNG's chunks or a plain PGM's numbers in text. A larger file, or one
+/// that grows past it while it is read, is refused before it is decoded.
+pub const MAX_IMAGE_BYTES: u64 = 16 * MAX_PIXELS as u64;
+
 /// What can go wrong reading an image. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ImageError {
-    /// The file could not be read.
+    /// The file could not be read: it is missing, it is not a regular file (a FIFO, a device, a
+    /// directory, a dangling symbolic link), it is larger than [`MAX_IMAGE_BYTES`], or reading
+    /// failed. The source says which.
     #[error("cannot read the image {}", path.display())]
     Read {
         /// The file.
@@ -381,14 +390,17 @@ pub fn load_input(
     Ok(prepare_with(&image, shape, fit))
 }
 
-/// Reads a PNG or PNM file as a grayscale image, recognising the format by its first bytes.
+/// Reads a PNG or PNM file as a grayscale image, recognising the format by its first bytes. Only
+/// a regular file is opened (a FIFO, a device or a directory is refused at once, without waiting
+/// or reading), and at most [`MAX_IMAGE_BYTES`] of it.
 ///
 /// # Errors
 ///
-/// [`ImageError::Read`] if the file cannot be read, and the errors of [`decode_image`].
+/// [`ImageError::Read`] if the file cannot be read, is not a regular file or is larger than
+/// [`MAX_IMAGE_BYTES`], and the errors of [`decode_image`].
 pub fn read_image(path: impl AsRef<Path>) -> Result<GrayImage, ImageError> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|source| ImageError::Read {
+    let bytes = read_regular(path, MAX_IMAGE_BYTES).map_err(|source| ImageError::Read {
         path: path.to_path_buf(),
         source,
     })?;
@@ -1273,6 +1285,36 @@ mod tests {
             format!("cannot read the image {}", missing.display())
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_over_the_size_cap_or_not_a_file_is_refused_unread() {
+        use std::error::Error as _;
+        let dir = tempfile::tempdir().unwrap();
+        // A sparse file one byte over the cap: refused by its size, before a byte is read.
+        let huge = dir.path().join("huge.pgm");
+        let file = std::fs::File::create(&huge).unwrap();
+        file.set_len(MAX_IMAGE_BYTES + 1).unwrap();
+        drop(file);
+        let err = read_image(&huge).unwrap_err();
+        let ImageError::Read { source, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(source.kind(), std::io::ErrorKind::FileTooLarge);
+        assert_eq!(
+            err.source().unwrap().to_string(),
+            "it is 1073741825 bytes (1.0 GiB), more than the 1073741824 bytes (1.0 GiB) read \
+             from such a file"
+        );
+        let err = read_image(dir.path()).unwrap_err();
+        assert_eq!(err.source().unwrap().to_string(), "it is a directory");
+        if cfg!(unix) {
+            let err = read_image("/dev/null").unwrap_err();
+            assert_eq!(
+                err.source().unwrap().to_string(),
+                "it is a character device, not a regular file"
+            );
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod cli;
 mod eval;
 mod image;
+mod outputs;
 mod plot;
 mod run;
 
@@ -57,6 +58,11 @@ fn train(
         plot,
     }: Parsed,
 ) -> ExitCode {
+    if let Err(message) = outputs::check_train(&config, plot.as_deref()) {
+        // An output that cannot be written is a usage error, found before any work.
+        eprintln!("error: {message}");
+        return ExitCode::from(2);
+    }
     let mut printer = Printer {
         config: &config,
         quiet,
@@ -211,6 +217,10 @@ impl RunObserver for Printer<'_> {
 /// the per-class table and the confusion matrix.
 fn eval(args: &EvalArgs) -> ExitCode {
     let data_dir = resolve_data_dir(args.data_dir.as_deref());
+    if let Err(message) = outputs::check_eval(args, &data_dir) {
+        eprintln!("error: {message}");
+        return ExitCode::from(2);
+    }
     let outcome = match evaluate_file(&args.model, &data_dir, args.predictions.as_deref()) {
         Ok(outcome) => outcome,
         Err(err) => return fail(err),
