@@ -1,12 +1,12 @@
 //! SHA-256 checksums, and checksum lists in the format of `sha256sum`.
 
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
 use crate::error::DataError;
+use crate::file_kind::open_regular;
 
 /// The largest checksum list read; a real one is a few hundred bytes.
 const MAX_SUMS_BYTES: u64 = 1 << 20;
@@ -32,7 +32,7 @@ pub fn sha256_file(path: impl AsRef<Path>) -> Result<String, DataError> {
             source,
         }
     };
-    let file = File::open(path).map_err(io_error("open"))?;
+    let (file, _) = open_regular(path)?;
     sha256_reader(file).map_err(io_error("read"))
 }
 
@@ -124,7 +124,7 @@ fn read_sums(sums: &Path) -> Result<Vec<(String, String)>, DataError> {
             source,
         }
     };
-    let file = File::open(sums).map_err(io_error("open"))?;
+    let (file, _) = open_regular(sums)?;
     let mut bytes = Vec::new();
     file.take(MAX_SUMS_BYTES + 1)
         .read_to_end(&mut bytes)
@@ -181,6 +181,7 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::file_kind::FileKind;
 
     const ABC: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
 
@@ -243,10 +244,10 @@ mod tests {
             sha256_file(&missing),
             Err(DataError::Io { action: "open", file, .. }) if file == missing
         ));
-        // A directory opens but cannot be read.
+        // A directory is not opened, nor is a FIFO (which would wait for a writer).
         assert!(matches!(
             sha256_file(&dir),
-            Err(DataError::Io { action: "read", file, .. }) if file == dir
+            Err(DataError::NotAFile { file, kind: FileKind::Directory }) if file == dir
         ));
     }
 

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::io;
 use std::path::PathBuf;
 
+use crate::file_kind::FileKind;
 use crate::idx_type::IdxType;
 
 /// Everything that can go wrong reading, checking or writing IDX and MNIST files.
@@ -247,12 +248,40 @@ pub enum DataError {
         size: usize,
     },
 
+    /// A path to read is not a regular file (or a symbolic link to one): a directory, a FIFO, a
+    /// device, a socket, or a symbolic link to a file that does not exist. It is not opened (a FIFO
+    /// would make the reader wait for a writer).
+    ///
+    /// ```
+    /// use bp_data::{DataError, FileKind, read_idx};
+    ///
+    /// let dir = std::env::temp_dir();
+    /// let err = read_idx(&dir).unwrap_err();
+    /// assert!(matches!(err, DataError::NotAFile { kind: FileKind::Directory, .. }));
+    /// assert_eq!(err.to_string(), format!("{} is a directory, not a regular file", dir.display()));
+    /// ```
+    #[error("{} {}", file.display(), not_a_file_clause(kind))]
+    NotAFile {
+        /// The path.
+        file: PathBuf,
+        /// What it is.
+        kind: FileKind,
+    },
+
+    /// The data directory is missing or not a directory, found before any file in it is looked for.
+    #[error("the data directory {} {}", dir.display(), not_a_dir_clause(kind))]
+    NotADirectory {
+        /// The path given as the directory.
+        dir: PathBuf,
+        /// What it is.
+        kind: FileKind,
+    },
+
     /// None of the file names that MNIST's files go by exists in the directory.
     #[error(
-        "no MNIST {what} in {}{}: tried {}. The real MNIST ships in datasets/mnist/ of the bp repository; \
-         point the loader at a directory holding the four files",
+        "no MNIST {what} in {}: tried {}. The real MNIST ships in datasets/mnist/ of the bp \
+         repository; point the loader at a directory holding the four files",
         dir.display(),
-        if *dir_exists { "" } else { " (the directory does not exist)" },
         tried.join(", ")
     )]
     MnistFileNotFound {
@@ -262,8 +291,32 @@ pub enum DataError {
         what: &'static str,
         /// The file names tried, in order.
         tried: Vec<String>,
-        /// Whether the directory exists.
-        dir_exists: bool,
+    },
+
+    /// The arrays a data set's headers declare would take more memory than
+    /// [`MnistOptions::max_bytes`](crate::MnistOptions::max_bytes) allows, found from the headers
+    /// alone, before any data is read: a small gzip'd file can declare gigabytes of zeros.
+    ///
+    /// The message says how to raise the limit with bp-train's `--max-data-mib` flag.
+    #[error(
+        "{} declares {images} images of {}x{}: as {elem} the data would take {} MiB, more than the \
+         limit of {} MiB; raise the limit with --max-data-mib {}",
+        file.display(), image_shape.0, image_shape.1, mib(*bytes), mib(*limit), mib_ceil(*bytes)
+    )]
+    DataTooLarge {
+        /// The image file declaring the most data.
+        file: PathBuf,
+        /// The number of images it declares.
+        images: usize,
+        /// Their (rows, cols).
+        image_shape: (usize, usize),
+        /// The element type of the arrays to return: `"f32"`, `"f64"`.
+        elem: &'static str,
+        /// What the whole load would take: the arrays returned (images and labels of every split
+        /// loaded), and the largest file's own bytes, held while they are converted.
+        bytes: u64,
+        /// The limit in force.
+        limit: u64,
     },
 
     /// The image and label files of a split disagree on the number of samples.
@@ -336,13 +389,16 @@ pub enum DataError {
     /// ```
     #[error(
         "{}: the largest label, {label} at index {index}, makes {} classes, but {} no example in the \
-         training or test labels; if the data really has {} classes, say so with --classes {}",
+         {searched}; if the data really has {} classes, say so with --classes {}",
         file.display(), label + 1, empty_clause(empty_classes), label + 1, label + 1
     )]
     EmptyClasses {
         /// The label file holding the largest label: the training labels if it occurs there, else the
         /// test labels.
         file: PathBuf,
+        /// The labels searched: `"training or test labels"`, or for one split
+        /// ([`load_mnist_split`](crate::load_mnist_split)) `"training labels"` or `"test labels"`.
+        searched: &'static str,
         /// The position of the largest label's first occurrence in that file.
         index: usize,
         /// The largest label.
@@ -409,6 +465,42 @@ pub enum DataError {
         /// The line number, from 1.
         line: usize,
     },
+}
+
+/// What a path that should be a regular file is: `is a directory, not a regular file`.
+fn not_a_file_clause(kind: &FileKind) -> String {
+    match kind {
+        FileKind::DanglingLink { .. } | FileKind::Missing | FileKind::Other => kind.to_string(),
+        _ => format!("{kind}, not a regular file"),
+    }
+}
+
+/// What a path that should be a directory is: `does not exist`, `is a file, not a directory`.
+fn not_a_dir_clause(kind: &FileKind) -> String {
+    match kind {
+        FileKind::DanglingLink { .. } | FileKind::Missing => kind.to_string(),
+        FileKind::Other => "is not a directory".to_owned(),
+        _ => format!("{kind}, not a directory"),
+    }
+}
+
+const MIB: u64 = 1 << 20;
+
+/// Bytes as MiB, rounded to a tenth (a tenth at least, for any bytes), without the decimal when it
+/// is 0: `4096`, `29.9`, `0.1`.
+fn mib(bytes: u64) -> String {
+    let tenths = ((u128::from(bytes) * 10 + u128::from(MIB / 2)) / u128::from(MIB))
+        .max(u128::from(bytes > 0));
+    if tenths % 10 == 0 {
+        (tenths / 10).to_string()
+    } else {
+        format!("{}.{}", tenths / 10, tenths % 10)
+    }
+}
+
+/// Bytes as whole MiB, rounded up: the least `--max-data-mib` that holds them.
+fn mib_ceil(bytes: u64) -> u64 {
+    bytes.div_ceil(MIB)
 }
 
 /// `class 3 has` or `classes 1, 3-5, 8, 9 have`: runs of three or more classes as a range, so that
@@ -495,6 +587,76 @@ mod tests {
         );
         let all: Vec<usize> = (1..255).collect();
         assert_eq!(empty_clause(&all), "classes 1-254 have");
+    }
+
+    #[test]
+    fn sizes_are_shown_in_mib_to_a_tenth() {
+        assert_eq!(mib(1 << 30), "1024");
+        assert_eq!(mib(4096 * MIB + MIB / 2), "4096.5");
+        assert_eq!(mib(4096 * MIB + 1), "4096");
+        assert_eq!(mib(4096 * MIB + MIB / 10), "4096.1");
+        assert_eq!(mib(70_000 * 784 * 8), "418.7");
+        assert_eq!(mib(1), "0.1");
+        assert_eq!(mib(0), "0");
+        assert_eq!(mib(u64::MAX), "17592186044416");
+        assert_eq!(mib_ceil(4096 * MIB), 4096);
+        assert_eq!(mib_ceil(4096 * MIB + 1), 4097);
+    }
+
+    #[test]
+    fn paths_that_are_not_what_is_needed_say_what_they_are() {
+        let err = DataError::NotAFile {
+            file: "d/t10k-labels-idx1-ubyte".into(),
+            kind: FileKind::Fifo,
+        };
+        assert_eq!(
+            err.to_string(),
+            "d/t10k-labels-idx1-ubyte is a FIFO (named pipe), not a regular file"
+        );
+        let err = DataError::NotAFile {
+            file: "d/x.gz".into(),
+            kind: FileKind::DanglingLink {
+                target: "d/y.gz".into(),
+            },
+        };
+        assert_eq!(
+            err.to_string(),
+            "d/x.gz is a symbolic link to a missing file, d/y.gz"
+        );
+        let dir = |kind| DataError::NotADirectory {
+            dir: "data".into(),
+            kind,
+        };
+        assert_eq!(
+            dir(FileKind::Regular).to_string(),
+            "the data directory data is a file, not a directory"
+        );
+        assert_eq!(
+            dir(FileKind::Missing).to_string(),
+            "the data directory data does not exist"
+        );
+        assert_eq!(
+            dir(FileKind::Other).to_string(),
+            "the data directory data is not a directory"
+        );
+    }
+
+    #[test]
+    fn too_much_data_says_how_to_raise_the_limit() {
+        let err = DataError::DataTooLarge {
+            file: "bomb/train-images-idx3-ubyte.gz".into(),
+            images: 16_777_216,
+            image_shape: (8, 8),
+            elem: "f32",
+            bytes: 4096 * MIB + 300 * 1024,
+            limit: 1024 * MIB,
+        };
+        assert_eq!(
+            err.to_string(),
+            "bomb/train-images-idx3-ubyte.gz declares 16777216 images of 8x8: as f32 the data would \
+             take 4096.3 MiB, more than the limit of 1024 MiB; raise the limit with \
+             --max-data-mib 4097"
+        );
     }
 
     #[test]

@@ -18,13 +18,14 @@
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufWriter, Cursor, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use ndarray::{ArrayBase, ArrayD, Data, Dimension, IxDyn};
 
 use crate::error::DataError;
+use crate::file_kind::open_regular;
 use crate::idx_type::IdxType;
 
 /// The first two bytes of every gzip member.
@@ -305,13 +306,99 @@ pub fn read_idx(path: impl AsRef<Path>) -> Result<IdxArray, DataError> {
 }
 
 /// Reads an IDX file, gzip'd or raw, within the given [`Limits`]; see [`read_idx`].
+///
+/// Only a regular file (or a symbolic link to one) is opened: a directory, a FIFO, a device or a
+/// dangling link is [`DataError::NotAFile`], saying what it is, and nothing waits on a FIFO.
 pub fn read_idx_with(path: impl AsRef<Path>, limits: &Limits) -> Result<IdxArray, DataError> {
-    let path = path.as_ref();
-    let file = File::open(path).map_err(io_error(path, "open"))?;
-    let meta = file.metadata().map_err(io_error(path, "read"))?;
-    // Only a regular file's length says how many bytes a read will give (pipes and /proc files do not).
-    let size = (meta.is_file() && meta.len() > 0).then_some(meta.len());
-    read_any(file, path, limits, size)
+    IdxFile::open(path, limits)?.read()
+}
+
+/// An IDX file opened and its header read and checked, its data not yet read: what it declares
+/// can be checked (against other files, or against what the data will take once converted) before
+/// any memory is spent on the data.
+///
+/// [`open`](IdxFile::open) makes every check that needs no data: the file is a regular file, the
+/// magic number, type and dimensions are well-formed, the declared size is addressable and within
+/// the [`Limits`], and a raw file holds exactly that many bytes. For a gzip'd file only the first
+/// bytes are decompressed. [`read`](IdxFile::read) then reads the data, and fails as
+/// [`read_idx_with`] does if it is cut short, followed by more, or corrupt.
+///
+/// ```
+/// use bp_data::{Compression, IdxFile, IdxType, Limits, write_idx};
+/// use ndarray::Array3;
+///
+/// let path = std::env::temp_dir().join(format!("bp-data-doc-idxfile-{}.gz", std::process::id()));
+/// write_idx(&path, &Array3::<u8>::zeros((5, 3, 2)), Compression::Gzip)?;
+/// let file = IdxFile::open(&path, &Limits::default())?;
+/// assert_eq!((file.elem_type(), file.shape(), file.data_bytes()), (IdxType::U8, &[5, 3, 2][..], 30));
+/// assert_eq!(file.read()?.shape(), &[5, 3, 2]);
+/// # std::fs::remove_file(&path).unwrap();
+/// # Ok::<(), bp_data::DataError>(())
+/// ```
+pub struct IdxFile {
+    path: PathBuf,
+    header: Header,
+    body: Body<File>,
+    input: Input,
+}
+
+impl fmt::Debug for IdxFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdxFile")
+            .field("path", &self.path)
+            .field("elem_type", &self.header.elem)
+            .field("shape", &self.header.shape)
+            .field("gzip", &self.input.gzip)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IdxFile {
+    /// Opens `path` (a regular file only) and reads and checks its header; see [`IdxFile`].
+    pub fn open(path: impl AsRef<Path>, limits: &Limits) -> Result<IdxFile, DataError> {
+        let path = path.as_ref();
+        let (file, meta) = open_regular(path)?;
+        // A regular file's length says how many bytes a read will give (not so for /proc files,
+        // which are regular but report 0).
+        let size = (meta.len() > 0).then_some(meta.len());
+        let (header, body, input) = start(file, path, limits, size)?;
+        Ok(IdxFile {
+            path: path.to_path_buf(),
+            header,
+            body,
+            input,
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The declared element type.
+    pub fn elem_type(&self) -> IdxType {
+        self.header.elem
+    }
+
+    /// The declared shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.header.shape
+    }
+
+    /// The declared size of the data in bytes: the product of the shape times the element size.
+    pub fn data_bytes(&self) -> u64 {
+        self.header.bytes
+    }
+
+    /// Whether the file is gzip'd.
+    pub fn is_gzip(&self) -> bool {
+        self.input.gzip
+    }
+
+    /// Reads the data the header declares; see [`read_idx`].
+    pub fn read(mut self) -> Result<IdxArray, DataError> {
+        read_body(&mut self.body, &self.path, &self.header, self.input)
+    }
 }
 
 /// Reads IDX data, gzip'd or raw, from any reader; errors name it `name`.
@@ -342,7 +429,9 @@ pub fn read_idx_from<R: Read>(
     name: impl AsRef<Path>,
     limits: &Limits,
 ) -> Result<IdxArray, DataError> {
-    read_any(reader, name.as_ref(), limits, None)
+    let file = name.as_ref();
+    let (header, mut body, input) = start(reader, file, limits, None)?;
+    read_body(&mut body, file, &header, input)
 }
 
 /// Reads an IDX file that must hold elements of type `T` in an array of rank `rank`, with the default
@@ -368,27 +457,41 @@ pub fn read_idx_as<T: IdxElement>(
     rank: usize,
 ) -> Result<ArrayD<T>, DataError> {
     let path = path.as_ref();
-    let idx = read_idx(path)?;
-    if idx.elem_type() != T::TYPE {
-        return Err(DataError::UnexpectedType {
-            file: path.to_path_buf(),
-            expected: T::TYPE,
-            found: idx.elem_type(),
-        });
-    }
-    if idx.ndim() != rank {
-        return Err(DataError::UnexpectedRank {
-            file: path.to_path_buf(),
-            expected: rank,
-            shape: idx.shape().to_vec(),
-        });
-    }
-    idx.into_array::<T>()
+    let file = IdxFile::open(path, &Limits::default())?;
+    expect_layout(path, file.elem_type(), file.shape(), T::TYPE, rank)?;
+    file.read()?
+        .into_array::<T>()
         .map_err(|idx| DataError::UnexpectedType {
             file: path.to_path_buf(),
             expected: T::TYPE,
             found: idx.elem_type(),
         })
+}
+
+/// [`DataError::UnexpectedType`] or [`DataError::UnexpectedRank`] unless an array of `found` elements
+/// and shape `shape` is of the `expected` type and `rank`.
+pub(crate) fn expect_layout(
+    file: &Path,
+    found: IdxType,
+    shape: &[usize],
+    expected: IdxType,
+    rank: usize,
+) -> Result<(), DataError> {
+    if found != expected {
+        return Err(DataError::UnexpectedType {
+            file: file.to_path_buf(),
+            expected,
+            found,
+        });
+    }
+    if shape.len() != rank {
+        return Err(DataError::UnexpectedRank {
+            file: file.to_path_buf(),
+            expected: rank,
+            shape: shape.to_vec(),
+        });
+    }
+    Ok(())
 }
 
 fn io_error(file: &Path, action: &'static str) -> impl FnOnce(io::Error) -> DataError {
@@ -410,17 +513,45 @@ struct Input {
     reserve: u64,
 }
 
-/// Decides gzip or raw from the first two bytes, then parses.
-fn read_any<R: Read>(
+/// What an IDX header declares, checked: well-formed, addressable and within the limits.
+#[derive(Clone, Debug)]
+struct Header {
+    elem: IdxType,
+    /// The dimensions as written, for messages about sizes that cannot be addressed.
+    dims: Vec<u32>,
+    shape: Vec<usize>,
+    /// The data size in bytes.
+    bytes: u64,
+}
+
+/// The bytes of an IDX file after its first four, which were read to tell gzip from raw and are
+/// put back in front.
+enum Body<R: Read> {
+    Gzip(Box<MultiGzDecoder<io::Chain<Cursor<Vec<u8>>, R>>>),
+    Raw(io::Chain<Cursor<Vec<u8>>, R>),
+}
+
+impl<R: Read> Read for Body<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Body::Gzip(r) => r.read(buf),
+            Body::Raw(r) => r.read(buf),
+        }
+    }
+}
+
+/// Decides gzip or raw from the first two bytes, then reads and checks the header; returns it with
+/// the rest of the input, positioned at the data.
+fn start<R: Read>(
     mut reader: R,
     file: &Path,
     limits: &Limits,
     size: Option<u64>,
-) -> Result<IdxArray, DataError> {
+) -> Result<(Header, Body<R>, Input), DataError> {
     let mut head = [0u8; 4];
     let n = read_full(&mut reader, &mut head).map_err(io_error(file, "read"))?;
-    let reread = Cursor::new(&head[..n]).chain(reader);
-    if n >= 2 && head[..2] == GZIP_MAGIC {
+    let reread = Cursor::new(head[..n].to_vec()).chain(reader);
+    let (mut body, input) = if n >= 2 && head[..2] == GZIP_MAGIC {
         let input = Input {
             gzip: true,
             raw_len: None,
@@ -428,25 +559,23 @@ fn read_any<R: Read>(
                 s.saturating_mul(MAX_DEFLATE_RATIO).min(GZIP_RESERVE_CAP)
             }),
         };
-        parse(MultiGzDecoder::new(reread), file, limits, input)
+        (Body::Gzip(Box::new(MultiGzDecoder::new(reread))), input)
     } else {
         let input = Input {
             gzip: false,
             raw_len: size,
             reserve: size.unwrap_or(UNKNOWN_LENGTH_RESERVE),
         };
-        parse(reread, file, limits, input)
-    }
+        (Body::Raw(reread), input)
+    };
+    let header = parse_header(&mut body, file, limits, input)?;
+    Ok((header, body, input))
 }
 
-/// Parses IDX from uncompressed bytes.
-fn parse<R: Read>(
-    mut r: R,
-    file: &Path,
-    limits: &Limits,
-    input: Input,
-) -> Result<IdxArray, DataError> {
-    let read_error = |source: io::Error| {
+/// The error of a failed read of the (uncompressed) bytes: a gzip error if they come out of a
+/// decoder.
+fn read_error(file: &Path, input: Input) -> impl Fn(io::Error) -> DataError + '_ {
+    move |source: io::Error| {
         if input.gzip {
             DataError::Gzip {
                 file: file.to_path_buf(),
@@ -459,11 +588,21 @@ fn parse<R: Read>(
                 source,
             }
         }
-    };
+    }
+}
+
+/// Parses and checks an IDX header from uncompressed bytes.
+fn parse_header<R: Read>(
+    r: &mut R,
+    file: &Path,
+    limits: &Limits,
+    input: Input,
+) -> Result<Header, DataError> {
+    let read_error = read_error(file, input);
     let file_buf = || file.to_path_buf();
 
     let mut magic = [0u8; 4];
-    match read_full(&mut r, &mut magic).map_err(read_error)? {
+    match read_full(r, &mut magic).map_err(&read_error)? {
         0 => return Err(DataError::Empty { file: file_buf() }),
         len @ 1..=3 => {
             return Err(DataError::ShortMagic {
@@ -490,7 +629,7 @@ fn parse<R: Read>(
 
     let mut dims_buf = [0u8; 4 * 255];
     let dims_bytes = &mut dims_buf[..4 * usize::from(rank)];
-    let got = read_full(&mut r, dims_bytes).map_err(read_error)?;
+    let got = read_full(r, dims_bytes).map_err(&read_error)?;
     if got < dims_bytes.len() {
         return Err(DataError::DimsTruncated {
             file: file_buf(),
@@ -538,38 +677,52 @@ fn parse<R: Read>(
             });
         }
     }
+    Ok(Header {
+        elem,
+        dims,
+        shape,
+        bytes,
+    })
+}
 
+/// Reads the data a checked header declares, and checks that nothing follows it.
+fn read_body<R: Read>(
+    r: &mut R,
+    file: &Path,
+    header: &Header,
+    input: Input,
+) -> Result<IdxArray, DataError> {
+    let read_error = read_error(file, input);
+    let file_buf = || file.to_path_buf();
+    let bytes = header.bytes;
     // `bytes` is within the limit, and the reserve is what the input can plausibly hold.
     let reserve = usize::try_from(bytes.min(input.reserve)).unwrap_or(0);
     let mut data = Vec::with_capacity(reserve);
-    (&mut r)
-        .take(bytes)
-        .read_to_end(&mut data)
-        .map_err(read_error)?;
+    r.take(bytes).read_to_end(&mut data).map_err(&read_error)?;
     let got = data.len() as u64;
     if got < bytes {
         return Err(DataError::Truncated {
             file: file_buf(),
-            shape,
+            shape: header.shape.clone(),
             expected: bytes,
             got,
         });
     }
     // Read to the end: this also makes the gzip decoder check the last member's CRC and length.
-    let (extra, more) = count_rest(&mut r).map_err(read_error)?;
+    let (extra, more) = count_rest(r).map_err(&read_error)?;
     if extra > 0 {
         return Err(DataError::TrailingData {
             file: file_buf(),
-            shape,
+            shape: header.shape.clone(),
             expected: bytes,
             extra,
             more,
         });
     }
-    from_be_bytes(elem, &shape, data).ok_or_else(|| DataError::SizeOverflow {
+    from_be_bytes(header.elem, &header.shape, data).ok_or_else(|| DataError::SizeOverflow {
         file: file_buf(),
-        shape: dims,
-        elem,
+        shape: header.dims.clone(),
+        elem: header.elem,
     })
 }
 

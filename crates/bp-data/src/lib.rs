@@ -3,10 +3,13 @@
 //!
 //! - [`read_idx`], [`read_idx_from`], [`read_idx_as`]: IDX of every element type (`u8`, `i8`, `i16`,
 //!   `i32`, `f32`, `f64`) and any rank, gzip recognised by its first bytes, never by the file name.
+//! - [`IdxFile`]: a file opened and its header checked, its data not yet read, so that what it
+//!   declares can be weighed before any memory is spent on it.
 //! - [`write_idx`], [`write_idx_to`]: the same format back, raw or gzip'd, so that tests and users can
 //!   make their own data sets.
 //! - [`load_mnist`]: the four MNIST files as normalised, optionally flattened `f32` or `f64` arrays
-//!   with index or one-hot labels, optionally verified against their `SHA256SUMS`.
+//!   with index or one-hot labels, optionally verified against their `SHA256SUMS`;
+//!   [`load_mnist_split`] loads the training or the test set alone.
 //!
 //! # The key design decision: the bytes are not trusted
 //!
@@ -19,6 +22,13 @@
 //! and, for raw files, against the file's length before anything is allocated for it; gzip data is
 //! read in bounded, growing pieces, and read to its end so that the CRC-32 and length of every member
 //! are verified.
+//!
+//! Only regular files are opened: a directory, a FIFO (which would block the reader), a device or a
+//! dangling symbolic link is [`DataError::NotAFile`], saying which ([`FileKind`]). The MNIST loader
+//! reads the headers of all its files first and checks them against each other (element types,
+//! ranks, image and label counts, image sizes) and the memory the converted arrays will take against
+//! [`MnistOptions::max_bytes`] before it reads any data: a megabyte of gzip'd zeros declaring a
+//! gigabyte of images is refused from its header ([`DataError::DataTooLarge`]), not decompressed.
 //!
 //! ```
 //! use bp_data::{Compression, DataError, Limits, read_idx_from, write_idx_to};
@@ -38,18 +48,23 @@
 
 mod checksum;
 mod error;
+mod file_kind;
 mod idx;
 mod idx_type;
 mod mnist;
 
 pub use checksum::{sha256_file, verify_sha256sums};
 pub use error::DataError;
+pub use file_kind::FileKind;
 pub use idx::{
-    Compression, IdxArray, IdxElement, Limits, read_idx, read_idx_as, read_idx_from, read_idx_with,
-    write_idx, write_idx_to,
+    Compression, IdxArray, IdxElement, IdxFile, Limits, read_idx, read_idx_as, read_idx_from,
+    read_idx_with, write_idx, write_idx_to,
 };
 pub use idx_type::IdxType;
-pub use mnist::{Labels, Mnist, MnistFiles, MnistOptions, SHA256SUMS, load_mnist};
+pub use mnist::{
+    Labels, Mnist, MnistFiles, MnistOptions, MnistSplit, SHA256SUMS, Split, check_data_dir,
+    load_mnist, load_mnist_split,
+};
 
 /// Re-exported so that users name the same `ndarray` version as the arrays returned.
 pub use ndarray;

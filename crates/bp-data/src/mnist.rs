@@ -6,13 +6,15 @@ use ndarray::{Array2, ArrayD, IxDyn, NdFloat};
 
 use crate::checksum::verify_sha256sums;
 use crate::error::DataError;
-use crate::idx::read_idx_as;
+use crate::file_kind::FileKind;
+use crate::idx::{IdxFile, Limits, expect_layout};
+use crate::idx_type::IdxType;
 
 /// The name of the checksum list [`load_mnist`] verifies against.
 pub const SHA256SUMS: &str = "SHA256SUMS";
 
 /// How [`load_mnist`] shapes what it loads. The default is the book's `load_mnist()`: normalised,
-/// flattened, class-index labels, 10 classes; checksums are not verified.
+/// flattened, class-index labels, 10 classes; checksums are not verified; at most 1 GiB of memory.
 ///
 /// ```
 /// use bp_data::MnistOptions;
@@ -20,6 +22,7 @@ pub const SHA256SUMS: &str = "SHA256SUMS";
 /// let opts = MnistOptions::default();
 /// assert!(opts.normalize && opts.flatten && !opts.one_hot_label);
 /// assert_eq!(opts.num_classes, Some(10));
+/// assert_eq!(opts.max_bytes, 1 << 30);
 /// let book_ch5 = MnistOptions { one_hot_label: true, ..MnistOptions::default() };
 /// assert!(book_ch5.one_hot_label);
 /// ```
@@ -37,6 +40,22 @@ pub struct MnistOptions {
     pub num_classes: Option<usize>,
     /// Check the four files against the `SHA256SUMS` list in the same directory before loading.
     pub verify_checksums: bool,
+    /// The most memory the load may take, in bytes: the arrays returned (images in `A`, labels as
+    /// `usize` indices or one-hot rows of `A`) plus the bytes of the largest file, held while they
+    /// are converted. It is worked out from the files' headers alone, before any data is read, so
+    /// that a small gzip'd file declaring millions of images is refused with
+    /// [`DataError::DataTooLarge`] rather than read. With `num_classes: None` and one-hot labels,
+    /// the rows are counted at the most classes `u8` labels allow, 256.
+    ///
+    /// The default, [`MnistOptions::DEFAULT_MAX_BYTES`] (1 GiB), holds MNIST 2.2 times over in
+    /// `f64` (464 MiB: 419 of arrays, 45 of the training images' bytes) and 4 times in `f32`
+    /// (255 MiB).
+    pub max_bytes: u64,
+}
+
+impl MnistOptions {
+    /// The default [`max_bytes`](MnistOptions::max_bytes): 1 GiB.
+    pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
 }
 
 impl Default for MnistOptions {
@@ -47,6 +66,42 @@ impl Default for MnistOptions {
             one_hot_label: false,
             num_classes: Some(10),
             verify_checksums: false,
+            max_bytes: MnistOptions::DEFAULT_MAX_BYTES,
+        }
+    }
+}
+
+/// One of the two parts of a data set in the four-file layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Split {
+    /// The training set: `train-images-idx3-ubyte`, `train-labels-idx1-ubyte`.
+    Train,
+    /// The test set: `t10k-images-idx3-ubyte`, `t10k-labels-idx1-ubyte`.
+    Test,
+}
+
+impl Split {
+    /// `"training"` or `"test"`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Split::Train => "training",
+            Split::Test => "test",
+        }
+    }
+
+    /// The file name stems of the images and the labels.
+    const fn stems(self) -> (&'static str, &'static str) {
+        match self {
+            Split::Train => ("train-images", "train-labels"),
+            Split::Test => ("t10k-images", "t10k-labels"),
+        }
+    }
+
+    /// What the images and labels are called in messages.
+    const fn whats(self) -> (&'static str, &'static str) {
+        match self {
+            Split::Train => ("training images", "training labels"),
+            Split::Test => ("test images", "test labels"),
         }
     }
 }
@@ -165,6 +220,31 @@ impl<A> Mnist<A> {
     }
 }
 
+/// One split of a data set in MNIST's layout, as [`load_mnist_split`] loads it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MnistSplit<A> {
+    /// The images: (N, rows * cols) when flattened, else (N, 1, rows, cols).
+    pub x: ArrayD<A>,
+    /// The labels.
+    pub t: Labels<A>,
+    /// The number of classes: the one asked for, or the largest label of this split plus one.
+    pub num_classes: usize,
+    /// The size of one image, (rows, cols).
+    pub image_shape: (usize, usize),
+}
+
+impl<A> MnistSplit<A> {
+    /// The number of samples.
+    pub fn len(&self) -> usize {
+        self.t.len()
+    }
+
+    /// Whether there are no samples (never so for a split [`load_mnist_split`] returns).
+    pub fn is_empty(&self) -> bool {
+        self.t.is_empty()
+    }
+}
+
 /// The four files of an MNIST-layout data set.
 ///
 /// ```
@@ -191,16 +271,23 @@ pub struct MnistFiles {
 impl MnistFiles {
     /// Finds the four files in `dir`. Each may be spelt `train-images-idx3-ubyte` (as distributed) or
     /// `train-images.idx3-ubyte` (as some mirrors unpack it), gzip'd with `.gz` or raw; the first of
-    /// `<name>.gz`, `<name>`, `<dotted>.gz`, `<dotted>` that exists is taken.
+    /// `<name>.gz`, `<name>`, `<dotted>.gz`, `<dotted>` that is a regular file (or a link to one) is
+    /// taken.
     ///
-    /// Errors with [`DataError::MnistFileNotFound`], listing the names tried, if one is missing.
+    /// Errors with [`DataError::NotADirectory`] if `dir` is missing or not a directory, checked
+    /// first; [`DataError::NotAFile`] if no name of a file is a regular file but one is something else
+    /// (a directory, a FIFO, a dangling link, ...), saying what; [`DataError::MnistFileNotFound`],
+    /// listing the names tried, if none of them exists.
     pub fn find(dir: impl AsRef<Path>) -> Result<MnistFiles, DataError> {
         let dir = dir.as_ref();
+        check_dir(dir)?;
+        let (train_images, train_labels) = find_split(dir, Split::Train)?;
+        let (test_images, test_labels) = find_split(dir, Split::Test)?;
         Ok(MnistFiles {
-            train_images: find_one(dir, "train-images", "idx3", "training images")?,
-            train_labels: find_one(dir, "train-labels", "idx1", "training labels")?,
-            test_images: find_one(dir, "t10k-images", "idx3", "test images")?,
-            test_labels: find_one(dir, "t10k-labels", "idx1", "test labels")?,
+            train_images,
+            train_labels,
+            test_images,
+            test_labels,
         })
     }
 
@@ -225,18 +312,64 @@ fn candidate_names(stem: &str, idx: &str) -> [String; 4] {
     ]
 }
 
+/// Checks that `dir`, a data set's directory, is a directory (or a link to one), as [`load_mnist`]
+/// does first: [`DataError::NotADirectory`] otherwise, saying what it is. A path whose kind cannot
+/// be found out (no permission to look) is let through, for the file lookups to report.
+///
+/// ```
+/// use bp_data::{DataError, FileKind, check_data_dir};
+///
+/// check_data_dir(std::env::temp_dir())?;
+/// let file = std::env::temp_dir().join(format!("bp-data-doc-dir-{}", std::process::id()));
+/// std::fs::write(&file, b"")?;
+/// let err = check_data_dir(&file).unwrap_err();
+/// assert!(matches!(err, DataError::NotADirectory { kind: FileKind::Regular, .. }));
+/// assert!(err.to_string().ends_with("is a file, not a directory"));
+/// # std::fs::remove_file(&file)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn check_data_dir(dir: impl AsRef<Path>) -> Result<(), DataError> {
+    check_dir(dir.as_ref())
+}
+
+fn check_dir(dir: &Path) -> Result<(), DataError> {
+    match FileKind::of(dir) {
+        FileKind::Directory | FileKind::Other => Ok(()),
+        kind => Err(DataError::NotADirectory {
+            dir: dir.to_path_buf(),
+            kind,
+        }),
+    }
+}
+
+/// The images and labels files of a split in `dir`, a directory.
+fn find_split(dir: &Path, split: Split) -> Result<(PathBuf, PathBuf), DataError> {
+    let (images, labels) = split.stems();
+    let (images_what, labels_what) = split.whats();
+    Ok((
+        find_one(dir, images, "idx3", images_what)?,
+        find_one(dir, labels, "idx1", labels_what)?,
+    ))
+}
+
 fn find_one(dir: &Path, stem: &str, idx: &str, what: &'static str) -> Result<PathBuf, DataError> {
     let names = candidate_names(stem, idx);
-    names
-        .iter()
-        .map(|name| dir.join(name))
-        .find(|path| path.is_file())
-        .ok_or_else(|| DataError::MnistFileNotFound {
-            dir: dir.to_path_buf(),
-            what,
-            tried: names.to_vec(),
-            dir_exists: dir.is_dir(),
-        })
+    let mut not_a_file = None;
+    for path in names.iter().map(|name| dir.join(name)) {
+        match FileKind::of(&path) {
+            // A path that cannot be looked at is taken, for opening it to say why.
+            FileKind::Regular | FileKind::Other => return Ok(path),
+            FileKind::Missing => {}
+            kind => {
+                not_a_file.get_or_insert(DataError::NotAFile { file: path, kind });
+            }
+        }
+    }
+    Err(not_a_file.unwrap_or_else(|| DataError::MnistFileNotFound {
+        dir: dir.to_path_buf(),
+        what,
+        tried: names.to_vec(),
+    }))
 }
 
 /// Loads MNIST, or any data set in its four-file layout, from `dir`: the book's `load_mnist`.
@@ -247,6 +380,11 @@ fn find_one(dir: &Path, stem: &str, idx: &str, what: &'static str) -> Result<Pat
 /// is `None`, the count is the largest label plus one, and every class below the largest must occur
 /// in the training or test labels ([`DataError::EmptyClasses`] otherwise). Every check failure is a
 /// [`DataError`] naming the file.
+///
+/// Nothing a file declares is read before all four headers have been read and checked against each
+/// other (element types, ranks, image and label counts, image sizes) and the memory the arrays will
+/// take against `opts.max_bytes` ([`DataError::DataTooLarge`]): a small gzip'd file declaring
+/// millions of images, or a label file declaring more labels than its images, is refused at once.
 ///
 /// Pixels become `A` as `p / 255` when `opts.normalize` (exactly as NumPy's
 /// `x.astype(float32) / 255.0` for `f32`), else as `p`.
@@ -259,7 +397,7 @@ fn find_one(dir: &Path, stem: &str, idx: &str, what: &'static str) -> Result<Pat
 /// # Panics
 ///
 /// Only on a nonsensical option, never on file contents: if `opts.one_hot_label` and
-/// `N * opts.num_classes` overflows `isize`.
+/// `N * opts.num_classes` overflows `isize` while `opts.max_bytes` is so large as to let it through.
 ///
 /// ```
 /// use bp_data::{Labels, MnistOptions, load_mnist};
@@ -282,108 +420,264 @@ pub fn load_mnist<A: NdFloat>(
 ) -> Result<Mnist<A>, DataError> {
     let dir = dir.as_ref();
     let files = MnistFiles::find(dir)?;
-    if opts.verify_checksums {
-        verify_sha256sums(dir.join(SHA256SUMS), &files.paths())?;
-    }
-
-    let train_images = read_images(&files.train_images)?;
-    let train_labels = read_labels(&files.train_labels)?;
-    let test_images = read_images(&files.test_images)?;
-    let test_labels = read_labels(&files.test_labels)?;
-    check_count(
-        &files.train_images,
-        &train_images,
-        &files.train_labels,
-        &train_labels,
+    let [train, test] = load_splits::<A, 2>(
+        dir,
+        [
+            (files.train_images, files.train_labels),
+            (files.test_images, files.test_labels),
+        ],
+        "training or test labels",
+        opts,
     )?;
-    check_count(
-        &files.test_images,
-        &test_images,
-        &files.test_labels,
-        &test_labels,
-    )?;
-    let image_shape = (train_images.shape()[1], train_images.shape()[2]);
-    let test_shape = (test_images.shape()[1], test_images.shape()[2]);
-    if image_shape != test_shape {
-        return Err(DataError::ImageSizeMismatch {
-            train_file: files.train_images,
-            test_file: files.test_images,
-            train_size: image_shape,
-            test_size: test_shape,
-        });
-    }
-
-    let num_classes = match opts.num_classes {
-        Some(k) => k,
-        None => infer_num_classes(
-            &files.train_labels,
-            &train_labels,
-            &files.test_labels,
-            &test_labels,
-        )?,
-    };
-    check_labels(&files.train_labels, &train_labels, num_classes)?;
-    check_labels(&files.test_labels, &test_labels, num_classes)?;
-
-    let lut = pixel_table::<A>(opts.normalize);
     Ok(Mnist {
-        x_train: to_float(&train_images, &lut, opts.flatten),
-        t_train: to_labels(&train_labels, num_classes, opts.one_hot_label),
-        x_test: to_float(&test_images, &lut, opts.flatten),
-        t_test: to_labels(&test_labels, num_classes, opts.one_hot_label),
-        num_classes,
-        image_shape,
+        num_classes: train.num_classes,
+        image_shape: train.image_shape,
+        x_train: train.x,
+        t_train: train.t,
+        x_test: test.x,
+        t_test: test.t,
     })
 }
 
-fn read_images(path: &Path) -> Result<ArrayD<u8>, DataError> {
-    let images = read_idx_as::<u8>(path, 3)?;
-    require_data(path, images)
+/// Loads one split of a data set in MNIST's layout: only its two files are looked for, checked and
+/// read, so that evaluating on the test set needs neither the training files nor their soundness.
+///
+/// Everything else is as [`load_mnist`] does, for those two files: with `opts.num_classes: None`
+/// the class count comes from this split's labels alone, and with `opts.verify_checksums` only its
+/// two files are verified.
+///
+/// ```
+/// use bp_data::{MnistOptions, Split, load_mnist_split};
+///
+/// let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../datasets/mnist");
+/// let test = load_mnist_split::<f64>(dir, Split::Test, &MnistOptions::default())?;
+/// assert_eq!(test.x.shape(), &[10000, 784]);
+/// assert_eq!((test.len(), test.num_classes, test.image_shape), (10000, 10, (28, 28)));
+/// assert_eq!(&test.t.as_index().unwrap()[..3], &[7, 2, 1]);
+/// # Ok::<(), bp_data::DataError>(())
+/// ```
+pub fn load_mnist_split<A: NdFloat>(
+    dir: impl AsRef<Path>,
+    split: Split,
+    opts: &MnistOptions,
+) -> Result<MnistSplit<A>, DataError> {
+    let dir = dir.as_ref();
+    check_dir(dir)?;
+    let files = find_split(dir, split)?;
+    let searched = split.whats().1;
+    let [loaded] = load_splits::<A, 1>(dir, [files], searched, opts)?;
+    Ok(loaded)
 }
 
-fn read_labels(path: &Path) -> Result<Vec<u8>, DataError> {
-    let labels = require_data(path, read_idx_as::<u8>(path, 1)?)?;
-    Ok(labels.iter().copied().collect())
+/// A split's two files, opened and their headers checked.
+struct Opened {
+    images: IdxFile,
+    labels: IdxFile,
+    /// The number of images (and labels).
+    n: usize,
+    image_shape: (usize, usize),
 }
 
-fn require_data(path: &Path, array: ArrayD<u8>) -> Result<ArrayD<u8>, DataError> {
-    if array.is_empty() {
-        return Err(DataError::ZeroDimension {
-            file: path.to_path_buf(),
-            shape: array.shape().to_vec(),
+/// Loads the splits whose (images, labels) files are given, in order; `searched` names their labels
+/// for [`DataError::EmptyClasses`].
+fn load_splits<A: NdFloat, const S: usize>(
+    dir: &Path,
+    files: [(PathBuf, PathBuf); S],
+    searched: &'static str,
+    opts: &MnistOptions,
+) -> Result<[MnistSplit<A>; S], DataError> {
+    if opts.verify_checksums {
+        let paths: Vec<&Path> = files
+            .iter()
+            .flat_map(|(x, t)| [x.as_path(), t.as_path()])
+            .collect();
+        verify_sha256sums(dir.join(SHA256SUMS), &paths)?;
+    }
+
+    // The headers, all of them before any data: what the files declare must agree, and fit.
+    let mut opened = Vec::with_capacity(S);
+    for (images, labels) in &files {
+        opened.push(open_split(images, labels)?);
+    }
+    if let [first, rest @ ..] = &opened[..] {
+        for other in rest {
+            if other.image_shape != first.image_shape {
+                return Err(DataError::ImageSizeMismatch {
+                    train_file: first.images.path().to_path_buf(),
+                    test_file: other.images.path().to_path_buf(),
+                    train_size: first.image_shape,
+                    test_size: other.image_shape,
+                });
+            }
+        }
+    }
+    check_memory::<A>(&opened, opts)?;
+
+    // The labels, small, before the images: a label out of range is found before any image is read.
+    let mut splits = Vec::with_capacity(S);
+    for o in opened {
+        let labels = read_u8(o.labels)?.into_iter().collect::<Vec<u8>>();
+        splits.push((o.images, o.image_shape, labels));
+    }
+    let num_classes = match opts.num_classes {
+        Some(k) => k,
+        None => {
+            let sets: Vec<(&Path, &[u8])> = splits
+                .iter()
+                .zip(&files)
+                .map(|((_, _, t), (_, path))| (path.as_path(), &t[..]))
+                .collect();
+            infer_num_classes(&sets, searched)?
+        }
+    };
+    for ((_, _, labels), (_, path)) in splits.iter().zip(&files) {
+        check_labels(path, labels, num_classes)?;
+    }
+
+    // The images, converted one file at a time so that only one file's bytes are held beside the
+    // arrays.
+    let lut = pixel_table::<A>(opts.normalize);
+    let mut loaded = Vec::with_capacity(S);
+    for (images, image_shape, labels) in splits {
+        let x = to_float(&read_u8(images)?, &lut, opts.flatten);
+        loaded.push(MnistSplit {
+            x,
+            t: to_labels(&labels, num_classes, opts.one_hot_label),
+            num_classes,
+            image_shape,
         });
     }
-    Ok(array)
+    Ok(loaded
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("one split loaded per pair of files")))
 }
 
-fn check_count(
-    images_file: &Path,
-    images: &ArrayD<u8>,
-    labels_file: &Path,
-    labels: &[u8],
-) -> Result<(), DataError> {
-    let n = images.shape()[0];
-    if n != labels.len() {
+/// Opens a split's two files and checks their headers: `u8` images of rank 3 and labels of rank 1,
+/// neither empty, as many labels as images.
+fn open_split(images_path: &Path, labels_path: &Path) -> Result<Opened, DataError> {
+    // The size is checked against the caller's limit for the whole load, which bounds every file's
+    // bytes too, so no file limit applies here.
+    let unlimited = Limits {
+        max_bytes: u64::MAX,
+    };
+    let images = IdxFile::open(images_path, &unlimited)?;
+    expect_layout(
+        images_path,
+        images.elem_type(),
+        images.shape(),
+        IdxType::U8,
+        3,
+    )?;
+    require_data(&images)?;
+    let labels = IdxFile::open(labels_path, &unlimited)?;
+    expect_layout(
+        labels_path,
+        labels.elem_type(),
+        labels.shape(),
+        IdxType::U8,
+        1,
+    )?;
+    require_data(&labels)?;
+    let (n, rows, cols) = (images.shape()[0], images.shape()[1], images.shape()[2]);
+    if n != labels.shape()[0] {
         return Err(DataError::CountMismatch {
-            images_file: images_file.to_path_buf(),
-            labels_file: labels_file.to_path_buf(),
+            images_file: images_path.to_path_buf(),
+            labels_file: labels_path.to_path_buf(),
             images: n,
-            labels: labels.len(),
+            labels: labels.shape()[0],
+        });
+    }
+    Ok(Opened {
+        images,
+        labels,
+        n,
+        image_shape: (rows, cols),
+    })
+}
+
+fn require_data(file: &IdxFile) -> Result<(), DataError> {
+    if file.shape().contains(&0) {
+        return Err(DataError::ZeroDimension {
+            file: file.path().to_path_buf(),
+            shape: file.shape().to_vec(),
         });
     }
     Ok(())
 }
 
-/// The largest label plus one, if every class below the largest occurs in the training or the test
-/// labels; [`DataError::EmptyClasses`] naming the file that holds the largest label otherwise.
-fn infer_num_classes(
-    train_file: &Path,
-    train: &[u8],
-    test_file: &Path,
-    test: &[u8],
-) -> Result<usize, DataError> {
+/// [`DataError::DataTooLarge`] if the arrays the headers declare, with the largest file's bytes,
+/// would take more than `opts.max_bytes`.
+fn check_memory<A>(opened: &[Opened], opts: &MnistOptions) -> Result<(), DataError> {
+    let elem = size_of::<A>() as u64;
+    // At most 256 classes fit u8 labels.
+    let classes = opts.num_classes.unwrap_or(256) as u64;
+    let label_bytes = if opts.one_hot_label {
+        classes.saturating_mul(elem)
+    } else {
+        size_of::<usize>() as u64
+    };
+    let split_bytes = |o: &Opened| {
+        let n = o.n as u64;
+        let pixels = n
+            .saturating_mul(o.image_shape.0 as u64)
+            .saturating_mul(o.image_shape.1 as u64);
+        pixels
+            .saturating_mul(elem)
+            .saturating_add(n.saturating_mul(label_bytes))
+    };
+    let arrays = opened
+        .iter()
+        .fold(0u64, |sum, o| sum.saturating_add(split_bytes(o)));
+    let largest_file = opened
+        .iter()
+        .flat_map(|o| [o.images.data_bytes(), o.labels.data_bytes()])
+        .max()
+        .unwrap_or(0);
+    let bytes = arrays.saturating_add(largest_file);
+    if bytes <= opts.max_bytes {
+        return Ok(());
+    }
+    // The split declaring the most; the first of equals (`max_by_key` takes the last).
+    let Some(culprit) = opened.iter().rev().max_by_key(|o| split_bytes(o)) else {
+        return Ok(());
+    };
+    Err(DataError::DataTooLarge {
+        file: culprit.images.path().to_path_buf(),
+        images: culprit.n,
+        image_shape: culprit.image_shape,
+        elem: float_name::<A>(),
+        bytes,
+        limit: opts.max_bytes,
+    })
+}
+
+/// `"f32"` or `"f64"`, by size.
+fn float_name<A>() -> &'static str {
+    match size_of::<A>() {
+        4 => "f32",
+        8 => "f64",
+        _ => "floats",
+    }
+}
+
+/// Reads a file whose header said `u8`.
+fn read_u8(file: IdxFile) -> Result<ArrayD<u8>, DataError> {
+    let path = file.path().to_path_buf();
+    file.read()?
+        .into_array::<u8>()
+        .map_err(|idx| DataError::UnexpectedType {
+            file: path,
+            expected: IdxType::U8,
+            found: idx.elem_type(),
+        })
+}
+
+/// The largest label plus one, if every class below the largest occurs in one of the label `sets`
+/// (file, labels); [`DataError::EmptyClasses`] naming the first file that holds the largest label
+/// otherwise.
+fn infer_num_classes(sets: &[(&Path, &[u8])], searched: &'static str) -> Result<usize, DataError> {
     let mut seen = [false; 256];
-    for &t in train.iter().chain(test) {
+    for &t in sets.iter().flat_map(|(_, labels)| labels.iter()) {
         seen[usize::from(t)] = true;
     }
     let Some(largest) = seen.iter().rposition(|&s| s) else {
@@ -393,13 +687,16 @@ fn infer_num_classes(
     if empty_classes.is_empty() {
         return Ok(largest + 1);
     }
-    let first = |labels: &[u8]| labels.iter().position(|&t| usize::from(t) == largest);
-    let (file, index) = match first(train) {
-        Some(index) => (train_file, index),
-        None => (test_file, first(test).unwrap_or_default()),
-    };
+    let (file, index) = sets
+        .iter()
+        .find_map(|(file, labels)| {
+            let index = labels.iter().position(|&t| usize::from(t) == largest)?;
+            Some((*file, index))
+        })
+        .expect("the largest label occurs in some set");
     Err(DataError::EmptyClasses {
         file: file.to_path_buf(),
+        searched,
         index,
         label: largest,
         empty_classes,
@@ -505,22 +802,35 @@ mod tests {
     #[test]
     fn class_count_inferred_only_without_gaps() {
         let (train, test) = (Path::new("train"), Path::new("test"));
-        assert_eq!(infer_num_classes(train, &[2, 0], test, &[1]).unwrap(), 3);
-        assert_eq!(infer_num_classes(train, &[], test, &[]).unwrap(), 0);
+        let both = "training or test labels";
+        let infer = |a: &[u8], b: &[u8]| infer_num_classes(&[(train, a), (test, b)], both);
+        assert_eq!(infer(&[2, 0], &[1]).unwrap(), 3);
+        assert_eq!(infer(&[], &[]).unwrap(), 0);
         // 3 is only in the test labels, the largest, 5, in both: the training file is named.
-        let err = infer_num_classes(train, &[0, 1, 2, 5, 5], test, &[5, 3]).unwrap_err();
+        let err = infer(&[0, 1, 2, 5, 5], &[5, 3]).unwrap_err();
         assert!(matches!(
             &err,
-            DataError::EmptyClasses { file, index: 3, label: 5, empty_classes }
-                if file == train && empty_classes == &[4]
+            DataError::EmptyClasses { file, index: 3, label: 5, empty_classes, searched }
+                if file == train && empty_classes == &[4] && *searched == both
         ));
         // Labels counted from 1, the largest only in the test labels.
-        let err = infer_num_classes(train, &[1, 2], test, &[2, 3, 3]).unwrap_err();
+        let err = infer(&[1, 2], &[2, 3, 3]).unwrap_err();
         assert!(matches!(
             &err,
-            DataError::EmptyClasses { file, index: 1, label: 3, empty_classes }
+            DataError::EmptyClasses { file, index: 1, label: 3, empty_classes, .. }
                 if file == test && empty_classes == &[0]
         ));
+        // One split alone: its own labels decide, and the message says which were searched.
+        let err = infer_num_classes(&[(test, &[0, 2])], "test labels").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("class 1 has no example in the test labels;"),
+            "{err}"
+        );
+        assert_eq!(
+            infer_num_classes(&[(test, &[0, 1])], "test labels").unwrap(),
+            2
+        );
     }
 
     #[test]

@@ -7,7 +7,8 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use bp_data::{
-    Compression, DataError, IdxType, Labels, MnistFiles, MnistOptions, load_mnist, write_idx,
+    Compression, DataError, FileKind, IdxType, Labels, MnistFiles, MnistOptions, load_mnist,
+    write_idx,
 };
 use common::TempDir;
 use ndarray::{Array1, Array3, ArrayD};
@@ -146,6 +147,7 @@ fn an_8x8_digit_set_loads_in_every_shape() {
         one_hot_label: true,
         num_classes: Some(12),
         verify_checksums: false,
+        max_bytes: MnistOptions::DEFAULT_MAX_BYTES,
     };
     let images = load_mnist::<f32>(dir.path(), &opts).unwrap();
     assert_eq!(images.x_test.shape(), &[20, 1, 8, 8]);
@@ -200,17 +202,10 @@ fn load_err(dir: &Path) -> DataError {
 fn missing_files_say_what_was_tried_and_where_mnist_is() {
     let dir = TempDir::new("missing");
     let err = load_err(dir.path());
-    let DataError::MnistFileNotFound {
-        what,
-        tried,
-        dir_exists,
-        ..
-    } = &err
-    else {
+    let DataError::MnistFileNotFound { what, tried, .. } = &err else {
         panic!("expected MnistFileNotFound, got {err:?}");
     };
     assert_eq!(*what, "training images");
-    assert!(*dir_exists);
     assert_eq!(
         tried,
         &[
@@ -237,16 +232,17 @@ fn missing_files_say_what_was_tried_and_where_mnist_is() {
         }
     ));
 
+    // A missing directory is said to be missing, before any file is looked for.
     let gone = dir.join("no-such-dir");
     let err = load_err(&gone);
-    assert!(matches!(
-        err,
-        DataError::MnistFileNotFound {
-            dir_exists: false,
-            ..
-        }
-    ));
-    assert!(err.to_string().contains("(the directory does not exist)"));
+    assert!(
+        matches!(&err, DataError::NotADirectory { dir, kind: FileKind::Missing } if dir == &gone),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!("the data directory {} does not exist", gone.display())
+    );
 }
 
 #[test]
@@ -360,6 +356,7 @@ fn classes_without_examples_below_the_largest_label_are_refused() {
         index,
         label,
         empty_classes,
+        searched,
     } = &err
     else {
         panic!("expected EmptyClasses, got {err:?}");
@@ -367,6 +364,7 @@ fn classes_without_examples_below_the_largest_label_are_refused() {
     assert_eq!(file, &train_labels);
     assert_eq!((*index, *label), (10, 12));
     assert_eq!(empty_classes, &[10, 11]);
+    assert_eq!(*searched, "training or test labels");
     assert_eq!(
         err.to_string(),
         format!(
@@ -420,7 +418,7 @@ fn classes_with_examples_only_in_the_test_labels_are_not_empty() {
     assert!(
         matches!(
             &err,
-            DataError::EmptyClasses { file, index: 2, label: 12, empty_classes }
+            DataError::EmptyClasses { file, index: 2, label: 12, empty_classes, .. }
                 if file == &dir.join(GZ_NAMES[3]) && empty_classes == &[11]
         ),
         "{err:?}"

@@ -16,6 +16,10 @@ use crate::run::{NetSpec, RunConfig, SaveConfig, Stack};
 /// The default data directory, relative to the working directory.
 pub const DEFAULT_DATA_DIR: &str = "datasets/mnist";
 
+/// The default `--max-data-mib`: the loader's default limit, 1 GiB, which holds MNIST 2.2 times
+/// over as f64 (464 MiB) and refuses a small gzip'd file declaring gigabytes.
+pub const DEFAULT_MAX_DATA_MIB: u64 = bp_data::MnistOptions::DEFAULT_MAX_BYTES >> 20;
+
 /// The weight initialisation, as chosen on the command line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, ValueEnum)]
 pub enum InitKind {
@@ -50,6 +54,12 @@ pub struct Cli {
     /// [default: datasets/mnist]
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+
+    /// The most memory the data set may take once loaded, in MiB: its images and labels as
+    /// --dtype, counted from the files' headers before anything is read
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_DATA_MIB, value_parser = mib,
+          allow_negative_numbers = true)]
+    pub max_data_mib: u64,
 
     /// Training iterations (the book's iters_num) [default: 10000]
     #[arg(long, value_name = "N", value_parser = positive_usize, allow_negative_numbers = true,
@@ -179,9 +189,15 @@ pub struct EvalArgs {
     #[arg(long, value_name = "FILE.safetensors")]
     pub model: PathBuf,
 
-    /// The data set's directory, as for training [default: datasets/mnist]
+    /// The data set's directory, as for training; only its test files are read [default:
+    /// datasets/mnist]
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+
+    /// The most memory the test set may take once loaded, in MiB, as for training
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_DATA_MIB, value_parser = mib,
+          allow_negative_numbers = true)]
+    pub max_data_mib: u64,
 
     /// Also write one CSV line per test image to FILE: index,label,predicted,p0,p1,... (the class
     /// probabilities)
@@ -266,6 +282,23 @@ fn positive_usize(s: &str) -> Result<usize, String> {
         Ok(_) => Err("must be a positive integer".to_owned()),
         Err(_) => Err("not a positive integer".to_owned()),
     }
+}
+
+/// The most MiB a byte count in a `u64` can be.
+const MAX_MIB: u64 = u64::MAX >> 20;
+
+/// A positive number of MiB, whose bytes fit a `u64`.
+fn mib(s: &str) -> Result<u64, String> {
+    let v = positive_usize(s)?;
+    u64::try_from(v)
+        .ok()
+        .filter(|&v| v <= MAX_MIB)
+        .ok_or_else(|| format!("{v} MiB is too large: at most {MAX_MIB}"))
+}
+
+/// MiB as bytes.
+pub fn mib_bytes(mib: u64) -> u64 {
+    mib.saturating_mul(1 << 20)
 }
 
 /// A finite number.
@@ -431,6 +464,7 @@ impl Cli {
         };
         Ok(RunConfig {
             data_dir: resolve_data_dir(self.data_dir.as_deref()),
+            max_data_bytes: mib_bytes(self.max_data_mib),
             net: NetSpec {
                 stack: match self.layers {
                     Some(LayerList(layers)) => Stack::Layers(layers),
@@ -702,6 +736,41 @@ mod tests {
             dir.display()
         );
         assert_eq!(resolve_data_dir(Some(Path::new("x"))), PathBuf::from("x"));
+    }
+
+    #[test]
+    fn max_data_mib_is_the_loaders_limit_in_mib() {
+        assert_eq!(parse(&[]).unwrap().max_data_bytes, 1 << 30);
+        assert_eq!(
+            parse(&["--max-data-mib", "4096"]).unwrap().max_data_bytes,
+            4 << 30
+        );
+        assert_eq!(
+            parse(&["--max-data-mib", "17592186044415"])
+                .unwrap()
+                .max_data_bytes,
+            u64::MAX - ((1 << 20) - 1)
+        );
+        for (value, expected) in [
+            ("0", "must be a positive integer"),
+            ("1.5", "not a positive integer"),
+            (
+                "17592186044416",
+                "17592186044416 MiB is too large: at most 17592186044415",
+            ),
+            ("99999999999999999999999", "is too large"),
+        ] {
+            let msg = message(&["--max-data-mib", value]);
+            assert!(msg.contains(expected), "{value}: {msg}");
+        }
+        let eval = |args: &[&str]| match Cli::parse_invocation_from(
+            ["bp-train", "eval", "--model", "m"].iter().chain(args),
+        ) {
+            Ok(Invocation::Eval(e)) => e.max_data_mib,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(eval(&[]), 1024);
+        assert_eq!(eval(&["--max-data-mib", "3"]), 3);
     }
 
     #[test]

@@ -5,14 +5,13 @@ use std::fmt::Write as _;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use bp_data::{DataError, MnistOptions, load_mnist};
+use bp_data::{DataError, MnistOptions, Split, check_data_dir, load_mnist_split};
 use bp_loss::softmax;
 use bp_train::model_file::{AnyModel, Model, ModelElement, ModelError, ModelInfo};
 use bp_train::{EVAL_CHUNK, Network, argmax};
 use ndarray::{Array2, ArrayD, ArrayViewD, Axis, IxDyn, NdFloat, Slice};
 
 use crate::image::{Fit, ImageError, load_input};
-use crate::run::DataInfo;
 
 /// What can stop an evaluation or a prediction.
 #[derive(Debug, thiserror::Error)]
@@ -231,6 +230,19 @@ pub fn predict_all<A: NdFloat>(net: &Network<A>, x: ArrayViewD<'_, A>) -> (Vec<u
     (classes, probs.unwrap_or_else(|| Array2::zeros((0, 0))))
 }
 
+/// The test set an evaluation ran on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestSetInfo {
+    /// The data directory.
+    pub dir: PathBuf,
+    /// Test images.
+    pub test_size: usize,
+    /// Rows and columns of each image.
+    pub image_shape: (usize, usize),
+    /// The number of classes: the model's.
+    pub classes: usize,
+}
+
 /// The result of [`evaluate_file`].
 #[derive(Clone, Debug)]
 pub struct EvalOutcome {
@@ -238,15 +250,19 @@ pub struct EvalOutcome {
     pub info: ModelInfo,
     /// The model's description (see [`AnyModel::describe`]).
     pub description: String,
-    /// The data set evaluated on (its test set).
-    pub data: DataInfo,
+    /// The test set evaluated on.
+    pub data: TestSetInfo,
     /// The counts.
     pub evaluation: Evaluation,
 }
 
-/// Loads a model file and the data set in `data_dir`, and evaluates the model on its test set
-/// (through the same inference path, in the same chunks, as training's evaluation). With
-/// `predictions`, also writes one CSV line per test image: `index,label,predicted,p0,p1,...`.
+/// Loads a model file and the test set in `data_dir` (its two test files only: the training files
+/// need not be there, nor be sound), and evaluates the model on it (through the same inference
+/// path, in the same chunks, as training's evaluation). With `predictions`, also writes one CSV
+/// line per test image: `index,label,predicted,p0,p1,...`.
+///
+/// The data directory is checked before anything else, and the test set's headers against
+/// `max_data_bytes` before its data is read.
 ///
 /// # Errors
 ///
@@ -256,13 +272,15 @@ pub struct EvalOutcome {
 pub fn evaluate_file(
     model: &Path,
     data_dir: &Path,
+    max_data_bytes: u64,
     predictions: Option<&Path>,
 ) -> Result<EvalOutcome, EvalError> {
+    check_data_dir(data_dir)?;
     let any = AnyModel::load(model)?;
     let description = any.describe();
     let mut outcome = match any {
-        AnyModel::F32(m) => evaluate(&m, model, data_dir, predictions),
-        AnyModel::F64(m) => evaluate(&m, model, data_dir, predictions),
+        AnyModel::F32(m) => evaluate(&m, model, data_dir, max_data_bytes, predictions),
+        AnyModel::F64(m) => evaluate(&m, model, data_dir, max_data_bytes, predictions),
     }?;
     outcome.description = description;
     Ok(outcome)
@@ -272,13 +290,17 @@ fn evaluate<A: ModelElement>(
     model: &Model<A>,
     path: &Path,
     data_dir: &Path,
+    max_data_bytes: u64,
     predictions: Option<&Path>,
 ) -> Result<EvalOutcome, EvalError> {
+    // The model's class count, as training checked its labels: a test label the model has no class
+    // for is refused.
     let opts = MnistOptions {
         num_classes: Some(model.net.classes()),
+        max_bytes: max_data_bytes,
         ..MnistOptions::default()
     };
-    let mnist = match load_mnist::<A>(data_dir, &opts) {
+    let test = match load_mnist_split::<A>(data_dir, Split::Test, &opts) {
         Err(DataError::LabelOutOfRange { label, .. }) => {
             return Err(EvalError::Classes {
                 model: path.to_path_buf(),
@@ -290,21 +312,21 @@ fn evaluate<A: ModelElement>(
         other => other?,
     };
     let info = &model.info;
-    if mnist.image_shape != info.image_shape {
+    if test.image_shape != info.image_shape {
         return Err(EvalError::ImageShape {
             model: path.to_path_buf(),
             model_shape: info.image_shape,
             dir: data_dir.to_path_buf(),
-            data_shape: mnist.image_shape,
+            data_shape: test.image_shape,
         });
     }
-    let t_test = mnist.t_test.to_index();
+    let t_test = test.t.to_index();
     if t_test.is_empty() {
         return Err(EvalError::EmptyTestSet {
             dir: data_dir.to_path_buf(),
         });
     }
-    let (predicted, probs) = predict_all(&model.net, mnist.x_test.view());
+    let (predicted, probs) = predict_all(&model.net, test.x.view());
     if let Some(csv) = predictions {
         write_predictions(csv, &t_test, &predicted, &probs).map_err(|source| {
             EvalError::Predictions {
@@ -316,12 +338,11 @@ fn evaluate<A: ModelElement>(
     Ok(EvalOutcome {
         info: info.clone(),
         description: String::new(),
-        data: DataInfo {
+        data: TestSetInfo {
             dir: data_dir.to_path_buf(),
-            train_size: mnist.t_train.len(),
             test_size: t_test.len(),
-            image_shape: mnist.image_shape,
-            classes: mnist.num_classes,
+            image_shape: test.image_shape,
+            classes: test.num_classes,
         },
         evaluation: Evaluation::new(model.net.classes(), &t_test, &predicted),
     })

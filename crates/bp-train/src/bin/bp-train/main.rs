@@ -17,7 +17,7 @@ use bp_train::{Dtype, EpochReport, Observer, Plan};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cli::{
-    Cli, EvalArgs, Invocation, Parsed, PredictArgs, one_line_error, resolve_data_dir,
+    Cli, EvalArgs, Invocation, Parsed, PredictArgs, mib_bytes, one_line_error, resolve_data_dir,
 };
 use crate::eval::{classify_images, evaluate_file};
 use crate::plot::write_learning_curves;
@@ -221,7 +221,12 @@ fn eval(args: &EvalArgs) -> ExitCode {
         eprintln!("error: {message}");
         return ExitCode::from(2);
     }
-    let outcome = match evaluate_file(&args.model, &data_dir, args.predictions.as_deref()) {
+    let outcome = match evaluate_file(
+        &args.model,
+        &data_dir,
+        mib_bytes(args.max_data_mib),
+        args.predictions.as_deref(),
+    ) {
         Ok(outcome) => outcome,
         Err(err) => return fail(err),
     };

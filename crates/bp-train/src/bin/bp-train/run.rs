@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use bp_core::{Init, LayerError, LayerSpec};
-use bp_data::{DataError, MnistOptions, load_mnist};
+use bp_data::{DataError, MnistOptions, check_data_dir, load_mnist};
 use bp_train::model_file::{ModelElement, ModelError, ModelInfo, TrainingRecord, save_model};
 use bp_train::{
     Activation, Dataset, Dtype, EpochReport, Flow, Length, MultiLayerConfig, NetOptions, Network,
@@ -120,6 +120,8 @@ impl NetSpec {
 pub struct RunConfig {
     /// The directory of the four MNIST-layout IDX files.
     pub data_dir: PathBuf,
+    /// The most memory the loaded data set may take, in bytes (`--max-data-mib`).
+    pub max_data_bytes: u64,
     /// The network.
     pub net: NetSpec,
     /// The number of classes, if the command line says it (else the largest label plus one).
@@ -194,13 +196,15 @@ pub struct RunOutcome {
 ///
 /// # Errors
 ///
-/// [`RunError::Data`] for a missing or malformed data set (naming the file),
+/// [`RunError::Data`] for a missing or malformed data set (naming the file; the directory is
+/// checked before anything else), or one that would take more than `cfg.max_data_bytes`,
 /// [`RunError::EmptySet`], [`RunError::Layers`] for a layer list that does not fit the data,
 /// [`RunError::Model`] if the model cannot be saved, and the errors of training.
 pub fn run<A: ModelElement>(
     cfg: &RunConfig,
     observer: &mut dyn RunObserver,
 ) -> Result<RunOutcome, RunError> {
+    check_data_dir(&cfg.data_dir)?;
     let layers_given = matches!(cfg.net.stack, Stack::Layers(_));
     let wants_images = match &cfg.net.stack {
         Stack::Layers(layers) => layers.first().is_some_and(LayerSpec::wants_images),
@@ -212,6 +216,7 @@ pub fn run<A: ModelElement>(
         one_hot_label: false,
         num_classes: cfg.classes,
         verify_checksums: false,
+        max_bytes: cfg.max_data_bytes,
     };
     let mnist = load_mnist::<A>(&cfg.data_dir, &opts)?;
     let t_train = mnist.t_train.to_index();
