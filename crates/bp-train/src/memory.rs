@@ -149,11 +149,17 @@ impl fmt::Display for Bytes {
             value /= 1024.0;
             unit += 1;
         }
-        if value < 100.0 && value.fract() != 0.0 {
-            write!(f, "{value:.1} {}", UNITS[unit])
+        let text = if value < 100.0 {
+            format!("{value:.1}")
         } else {
-            write!(f, "{value:.0} {}", UNITS[unit])
-        }
+            format!("{value:.0}")
+        };
+        write!(
+            f,
+            "{} {}",
+            text.strip_suffix(".0").unwrap_or(&text),
+            UNITS[unit]
+        )
     }
 }
 
@@ -254,6 +260,8 @@ mod tests {
             (1024, "1 KiB"),
             (1536, "1.5 KiB"),
             (273 << 20, "273 MiB"),
+            (66 * 1024 + 10, "66 KiB"),
+            (99 * 1024 + 1000, "100 KiB"),
             (23 << 30, "23 GiB"),
             ((23 << 30) + (400 << 20), "23.4 GiB"),
             (3_136_000_000_000, "2.9 TiB"),
