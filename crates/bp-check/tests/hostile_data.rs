@@ -2,6 +2,7 @@
 //! pixel, one output per class), and data it cannot check is one line on stderr, never a panic.
 //! Every run has its address space limited and is killed if it outlasts its time.
 
+#![cfg(unix)]
 #![allow(unsafe_code)]
 
 use std::io::Read;
