@@ -59,6 +59,19 @@ pub enum TrainError {
         iters_per_epoch: usize,
     },
 
+    /// A batch of `batch_size` samples holds more bytes than one allocation can: the batch
+    /// buffer, `batch_size` times the sample's elements, cannot be counted.
+    #[error(
+        "batches of {batch_size} samples of {sample_size} elements are more than this machine \
+         can address"
+    )]
+    BatchTooLarge {
+        /// The batch size.
+        batch_size: usize,
+        /// The elements of one sample.
+        sample_size: usize,
+    },
+
     /// The metrics CSV file could not be created or written.
     #[error("cannot write the metrics file {}", path.display())]
     Metrics {
@@ -593,7 +606,8 @@ pub const SATURATED_STEPS: usize = 50;
 /// # Errors
 ///
 /// [`TrainError::Diverged`], [`TrainError::TooLong`] for a run of more epochs than iterations
-/// can be counted, and [`TrainError::Metrics`] if the metrics file cannot be written.
+/// can be counted, [`TrainError::BatchTooLarge`] for a batch no allocation can hold, and
+/// [`TrainError::Metrics`] if the metrics file cannot be written.
 ///
 /// # Memory
 ///
@@ -686,6 +700,21 @@ where
         &train.x.shape()[1..],
         &test.x.shape()[1..]
     );
+    // The batch buffer, and the batch's indices and labels, must be countable in bytes.
+    let bytes = |count: Option<usize>, size: usize| {
+        count
+            .and_then(|c| c.checked_mul(size))
+            .is_some_and(|b| isize::try_from(b).is_ok())
+    };
+    if !bytes(cfg.batch_size.checked_mul(features), size_of::<A>())
+        || !bytes(Some(cfg.batch_size), size_of::<usize>())
+    {
+        return Err(TrainError::BatchTooLarge {
+            batch_size: cfg.batch_size,
+            sample_size: features,
+        }
+        .into());
+    }
     // The training set as rows, for the gather (a view unless the data is not in standard layout).
     let rows = train.x.as_standard_layout();
     let rows = rows
@@ -1145,6 +1174,20 @@ mod tests {
                  (at most {})",
                 usize::MAX / 2,
                 usize::MAX
+            )
+        );
+        // A batch no allocation can hold is refused before anything is allocated.
+        let huge = TrainConfig {
+            length: Length::Iters(1),
+            batch_size: usize::MAX / 2,
+            ..cfg.clone()
+        };
+        let err = toy_run(crate::NetOptions::default(), &huge).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "batches of {} samples of 4 elements are more than this machine can address",
+                usize::MAX / 2
             )
         );
         // The longest runs that can be counted start, and keep a report per epoch done; the hook
