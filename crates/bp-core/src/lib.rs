@@ -36,6 +36,7 @@
 mod affine;
 mod batch_norm;
 mod dropout;
+mod float;
 mod gemm;
 mod graph;
 mod init;
@@ -50,6 +51,7 @@ mod spec;
 pub use affine::Affine;
 pub use batch_norm::BatchNorm;
 pub use dropout::Dropout;
+pub use float::Compact;
 pub use graph::{AddLayer, MulLayer};
 pub use init::{Init, randn};
 pub use layer::{AsAny, Layer, LayerClone, Param, ParamKind};
@@ -61,8 +63,8 @@ pub use relu::Relu;
 pub use sequential::Sequential;
 pub use sigmoid::Sigmoid;
 pub use spec::{
-    BuiltLayer, LAYER_WORDS, LayerError, LayerSpec, LayerWord, Stack, build_stack,
-    layer_words_summary, parse_layers,
+    BuiltLayer, LAYER_WORDS, LayerError, LayerPlan, LayerSpec, LayerWord, Stack, StackPlan,
+    build_stack, layer_words_summary, parse_layers, plan_stack,
 };
 
 /// Re-exported so that users name the same `ndarray` version as the layers.

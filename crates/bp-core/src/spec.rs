@@ -2,17 +2,22 @@
 //! model files keep, and the one registry that turns a spec into a layer.
 //!
 //! A [`LayerSpec`] is plain data: what kind of layer, and the arguments a user chooses (an output
-//! size, a ratio). Everything else follows from where the layer sits in a stack: [`build_stack`]
+//! size, a ratio). Everything else follows from where the layer sits in a stack: [`plan_stack`]
 //! walks the list with the shape of one sample, so that `affine 100` needs no input size, and
-//! gives each layer its input shape, its output shape and its PyTorch module line
-//! (`Linear(in_features=784, out_features=100, bias=True)`).
+//! gives each layer its input shape, its output shape, its PyTorch module line
+//! (`Linear(in_features=784, out_features=100, bias=True)`) and the sizes of what it will hold,
+//! without allocating anything; [`build_stack`] then builds the layers of that plan. A list whose
+//! sizes overflow (`affine 18446744073709551615`) is an error naming the layer, found before
+//! anything is allocated, and the plan's sizes let a caller refuse a network that would not fit
+//! in memory.
 //!
 //! # Adding a layer type
 //!
 //! A layer type is its file in this crate (the `Layer` implementation and its tests) and one
 //! entry here: a variant of [`LayerSpec`], a row of [`LAYER_WORDS`] (its word, arguments and
-//! parser) and its arms in [`LayerSpec::build`] and [`fmt::Display`]. Nothing that trains, saves,
-//! loads or evaluates networks names layer types.
+//! parser) and its arms in [`LayerSpec::plan`] (its output shape, sizes and module line, with
+//! checked arithmetic), [`LayerSpec::build`] (the layer itself) and [`fmt::Display`]. Nothing that
+//! trains, saves, loads or evaluates networks names layer types.
 //!
 //! ```
 //! use bp_core::{Init, Layer, build_stack, parse_layers};
@@ -26,6 +31,11 @@
 //! assert_eq!(stack.output_shape, [10]);
 //! assert_eq!(stack.modules[0], "Linear(in_features=784, out_features=100, bias=True)");
 //! assert_eq!(stack.layers.num_params(), 784 * 100 + 100 + 100 * 10 + 10);
+//!
+//! // The same sizes, before anything is allocated.
+//! let plan = bp_core::plan_stack(&specs, &[784])?;
+//! assert_eq!(plan.params(), 784 * 100 + 100 + 100 * 10 + 10);
+//! assert_eq!(plan.layers[0].module, stack.modules[0]);
 //! # Ok::<(), bp_core::LayerError>(())
 //! ```
 
@@ -35,6 +45,7 @@ use ndarray::NdFloat;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::float::Compact;
 use crate::init::Init;
 use crate::layer::Layer;
 use crate::{Affine, BatchNorm, Dropout, Relu, Sequential, Sigmoid};
@@ -256,10 +267,31 @@ impl fmt::Display for LayerSpec {
             LayerSpec::Affine { out } => write!(f, "affine {out}"),
             LayerSpec::Relu => f.write_str("relu"),
             LayerSpec::Sigmoid => f.write_str("sigmoid"),
-            LayerSpec::Dropout { ratio } => write!(f, "dropout {ratio}"),
+            LayerSpec::Dropout { ratio } => write!(f, "dropout {}", Compact(*ratio)),
             LayerSpec::BatchNorm => f.write_str("batchnorm"),
         }
     }
+}
+
+/// What a layer will be for a given input, worked out from its spec without allocating: its
+/// output shape, its PyTorch module line, and the number of elements it will hold (see
+/// [`LayerSpec::plan`]). The sizes are for estimating memory; they are counts of elements of the
+/// network's element type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerPlan {
+    /// The shape of one sample of its output.
+    pub output_shape: Vec<usize>,
+    /// The layer as PyTorch prints its equivalent module.
+    pub module: String,
+    /// Its learnt parameters (each also has a gradient of the same size, and an optimizer may
+    /// keep state of that size too).
+    pub params: usize,
+    /// Other elements it keeps whatever the batch size: running statistics, the buffers of its
+    /// matrix products.
+    pub state: usize,
+    /// Elements it keeps per sample of a training batch: its output and what its backward pass
+    /// needs (a mask, a normalised input, a spare output buffer).
+    pub per_sample: usize,
 }
 
 /// A layer built from its spec.
@@ -270,6 +302,12 @@ pub struct BuiltLayer<A> {
     pub output_shape: Vec<usize>,
     /// The layer as PyTorch prints its equivalent module.
     pub module: String,
+}
+
+/// `a * b`, or the reason it cannot be counted, naming `what`.
+fn times(a: usize, b: usize, what: &str) -> Result<usize, String> {
+    a.checked_mul(b)
+        .ok_or_else(|| format!("{what} ({a} x {b}) are more than this machine can count"))
 }
 
 impl LayerSpec {
@@ -285,59 +323,125 @@ impl LayerSpec {
         false
     }
 
+    /// What the layer will be for samples of shape `input` (without the batch axis): its output
+    /// shape, module line and sizes, computed with checked arithmetic and without allocating.
+    /// [`build`](LayerSpec::build) builds what this plans.
+    ///
+    /// # Errors
+    ///
+    /// The reason, if the spec's arguments are out of range (a spec read from a file is checked
+    /// here), the layer cannot take that input, or one of its sizes overflows `usize`.
+    ///
+    /// ```
+    /// use bp_core::LayerSpec;
+    ///
+    /// let plan = LayerSpec::Affine { out: 100 }.plan(&[1, 28, 28])?;
+    /// assert_eq!(plan.output_shape, [100]);
+    /// assert_eq!(plan.params, 784 * 100 + 100);
+    /// let err = LayerSpec::Affine { out: usize::MAX }.plan(&[784]).unwrap_err();
+    /// assert!(err.contains("more than this machine can count"), "{err}");
+    /// # Ok::<(), String>(())
+    /// ```
+    pub fn plan(&self, input: &[usize]) -> Result<LayerPlan, String> {
+        let features = input
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .ok_or_else(|| {
+                format!("samples of shape {input:?} have more elements than this machine can count")
+            })?;
+        if input.is_empty() || features == 0 {
+            return Err(format!("cannot take samples of shape {input:?}"));
+        }
+        // A layer whose output is its input's shape.
+        let same = |module: String, params: usize, state: usize, per_sample: usize| LayerPlan {
+            output_shape: input.to_vec(),
+            module,
+            params,
+            state,
+            per_sample,
+        };
+        Ok(match *self {
+            LayerSpec::Affine { out } => {
+                if out == 0 {
+                    return Err("the number of outputs must be positive".to_owned());
+                }
+                let weights = times(features, out, "its weights")?;
+                LayerPlan {
+                    output_shape: vec![out],
+                    module: format!(
+                        "Linear(in_features={features}, out_features={out}, bias=True)"
+                    ),
+                    params: weights.checked_add(out).ok_or_else(|| {
+                        format!("its weights and biases ({weights} + {out}) are more than this machine can count")
+                    })?,
+                    // The products' buffers: a copy of W for `dout · Wᵀ` with few outputs, or the
+                    // helper thread's part of `dW`.
+                    state: weights,
+                    // The output, the spare output buffer kept from `dout`, the helper's part.
+                    per_sample: times(3, out, "its outputs")?,
+                }
+            }
+            // The mask.
+            LayerSpec::Relu => same("ReLU()".to_owned(), 0, 0, features),
+            // The output, kept for the backward pass.
+            LayerSpec::Sigmoid => same("Sigmoid()".to_owned(), 0, 0, features),
+            LayerSpec::Dropout { ratio } => {
+                if !(0.0..1.0).contains(&ratio) {
+                    return Err(format!(
+                        "the ratio must be in [0, 1), not {}",
+                        Compact(ratio)
+                    ));
+                }
+                // The mask.
+                same(
+                    format!("Dropout(p={}, inplace=False)", python_float(ratio)),
+                    0,
+                    0,
+                    features,
+                )
+            }
+            LayerSpec::BatchNorm => same(
+                format!(
+                    "BatchNorm1d({features}, eps={}, momentum=0.1, affine=True, track_running_stats=True)",
+                    python_float(BatchNorm::<f64>::EPS)
+                ),
+                // γ and β.
+                times(2, features, "its scales and shifts")?,
+                // The running mean and variance, the batch's mean, variance and 1 / std.
+                times(5, features, "its statistics")?,
+                // The normalised input and the output.
+                times(2, features, "its outputs")?,
+            ),
+        })
+    }
+
     /// Builds the layer for samples of shape `input` (without the batch axis): weights drawn from
     /// `rng` as `init` says, a dropout seed drawn from `rng`.
     ///
     /// # Errors
     ///
-    /// The reason, if the spec's arguments are out of range (a spec read from a file is checked
-    /// here) or the layer cannot take that input.
+    /// As [`plan`](LayerSpec::plan), which is checked first: nothing is allocated for a spec
+    /// that cannot be built.
     pub fn build<A: NdFloat, R: Rng + ?Sized>(
         &self,
         input: &[usize],
         init: Init,
         rng: &mut R,
     ) -> Result<BuiltLayer<A>, String> {
+        let plan = self.plan(input)?;
+        // The plan has checked that this product does not overflow.
         let features = input.iter().product::<usize>();
-        let same = |layer: Box<dyn Layer<A>>, module: String| BuiltLayer {
-            layer,
-            output_shape: input.to_vec(),
-            module,
+        let layer: Box<dyn Layer<A>> = match *self {
+            LayerSpec::Affine { out } => Box::new(Affine::random(features, out, init, rng)),
+            LayerSpec::Relu => Box::<Relu>::default(),
+            LayerSpec::Sigmoid => Box::<Sigmoid<A>>::default(),
+            LayerSpec::Dropout { ratio } => Box::new(Dropout::new(ratio, rng.next_u64())),
+            LayerSpec::BatchNorm => Box::new(BatchNorm::new(features)),
         };
-        if input.is_empty() || features == 0 {
-            return Err(format!("cannot take samples of shape {input:?}"));
-        }
-        Ok(match *self {
-            LayerSpec::Affine { out } => {
-                if out == 0 {
-                    return Err("the number of outputs must be positive".to_owned());
-                }
-                BuiltLayer {
-                    layer: Box::new(Affine::random(features, out, init, rng)),
-                    output_shape: vec![out],
-                    module: format!(
-                        "Linear(in_features={features}, out_features={out}, bias=True)"
-                    ),
-                }
-            }
-            LayerSpec::Relu => same(Box::<Relu>::default(), "ReLU()".to_owned()),
-            LayerSpec::Sigmoid => same(Box::<Sigmoid<A>>::default(), "Sigmoid()".to_owned()),
-            LayerSpec::Dropout { ratio } => {
-                if !(0.0..1.0).contains(&ratio) {
-                    return Err(format!("the ratio must be in [0, 1), not {ratio}"));
-                }
-                same(
-                    Box::new(Dropout::new(ratio, rng.next_u64())),
-                    format!("Dropout(p={}, inplace=False)", python_float(ratio)),
-                )
-            }
-            LayerSpec::BatchNorm => same(
-                Box::new(BatchNorm::new(features)),
-                format!(
-                    "BatchNorm1d({features}, eps={}, momentum=0.1, affine=True, track_running_stats=True)",
-                    python_float(BatchNorm::<f64>::EPS)
-                ),
-            ),
+        Ok(BuiltLayer {
+            layer,
+            output_shape: plan.output_shape,
+            module: plan.module,
         })
     }
 }
@@ -356,6 +460,61 @@ fn python_float(v: f64) -> String {
     }
 }
 
+/// The plan of a stack of layers (see [`plan_stack`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StackPlan {
+    /// Each layer's plan, first to last.
+    pub layers: Vec<LayerPlan>,
+    /// The shape of one sample of each layer's input, first to last.
+    pub input_shapes: Vec<Vec<usize>>,
+    /// The shape of one sample of the last layer's output.
+    pub output_shape: Vec<usize>,
+}
+
+impl StackPlan {
+    /// The learnt parameters of every layer. The sum is checked: it is at most `usize::MAX`,
+    /// saturating there (a stack that large cannot be built anyway).
+    pub fn params(&self) -> usize {
+        self.layers
+            .iter()
+            .fold(0usize, |n, l| n.saturating_add(l.params))
+    }
+}
+
+/// Plans the layers of `specs` for samples of shape `input` (without the batch axis), each
+/// taking the shape the one before gives, without allocating any of them (see
+/// [`LayerSpec::plan`]).
+///
+/// # Errors
+///
+/// A [`LayerError`] naming the first layer that cannot be built, or position 0 for an empty list.
+pub fn plan_stack(specs: &[LayerSpec], input: &[usize]) -> Result<StackPlan, LayerError> {
+    if specs.is_empty() {
+        return Err(LayerError {
+            position: 0,
+            text: String::new(),
+            reason: "is empty".to_owned(),
+        });
+    }
+    let mut shape = input.to_vec();
+    let mut input_shapes = Vec::with_capacity(specs.len());
+    let mut layers = Vec::with_capacity(specs.len());
+    for (i, spec) in specs.iter().enumerate() {
+        let plan = spec.plan(&shape).map_err(|reason| LayerError {
+            position: i + 1,
+            text: spec.to_string(),
+            reason,
+        })?;
+        input_shapes.push(std::mem::replace(&mut shape, plan.output_shape.clone()));
+        layers.push(plan);
+    }
+    Ok(StackPlan {
+        layers,
+        input_shapes,
+        output_shape: shape,
+    })
+}
+
 /// A stack of layers built from a list of specs (see [`build_stack`]).
 pub struct Stack<A> {
     /// The layers, first to last.
@@ -369,14 +528,15 @@ pub struct Stack<A> {
 }
 
 /// Builds the layers of `specs` for samples of shape `input` (without the batch axis), each
-/// taking the shape the one before gives.
+/// taking the shape the one before gives. The whole list is planned first ([`plan_stack`]), so a
+/// list that cannot be built allocates nothing.
 ///
 /// Weights are drawn from `rng` layer by layer in order (so `affine 50, relu, affine 10` draws
 /// `W1` then `W2`, as the book's `TwoLayerNet`), then each dropout layer draws its seed, in order.
 ///
 /// # Errors
 ///
-/// A [`LayerError`] naming the first layer that cannot be built (see [`LayerSpec::build`]), or
+/// A [`LayerError`] naming the first layer that cannot be built (see [`LayerSpec::plan`]), or
 /// position 0 for an empty list.
 pub fn build_stack<A: NdFloat, R: Rng + ?Sized>(
     specs: &[LayerSpec],
@@ -384,56 +544,38 @@ pub fn build_stack<A: NdFloat, R: Rng + ?Sized>(
     init: Init,
     rng: &mut R,
 ) -> Result<Stack<A>, LayerError> {
-    if specs.is_empty() {
-        return Err(LayerError {
-            position: 0,
-            text: String::new(),
-            reason: "is empty".to_owned(),
-        });
-    }
-    let mut shape = input.to_vec();
-    let mut input_shapes = Vec::with_capacity(specs.len());
+    let plan = plan_stack(specs, input)?;
+    let build = |i: usize, spec: &LayerSpec, rng: &mut R| {
+        spec.build(&plan.input_shapes[i], init, rng)
+            .map_err(|reason| LayerError {
+                position: i + 1,
+                text: spec.to_string(),
+                reason,
+            })
+    };
+    // First every layer but those that draw a seed, in order, then those.
     let mut built: Vec<Option<BuiltLayer<A>>> = Vec::with_capacity(specs.len());
-    // First every layer but those that draw a seed, in order; a seeded layer only passes its
-    // input shape on, which these layers all do.
     for (i, spec) in specs.iter().enumerate() {
-        input_shapes.push(shape.clone());
-        let error = |reason| LayerError {
-            position: i + 1,
-            text: spec.to_string(),
-            reason,
-        };
-        if spec.draws_seed() {
-            if shape.is_empty() || shape.iter().product::<usize>() == 0 {
-                return Err(error(format!("cannot take samples of shape {shape:?}")));
-            }
-            built.push(None);
-            continue;
-        }
-        let layer = spec.build(&shape, init, rng).map_err(error)?;
-        shape.clone_from(&layer.output_shape);
-        built.push(Some(layer));
+        built.push(if spec.draws_seed() {
+            None
+        } else {
+            Some(build(i, spec, rng)?)
+        });
     }
     let mut layers = Vec::with_capacity(specs.len());
     let mut modules = Vec::with_capacity(specs.len());
     for ((i, spec), slot) in specs.iter().enumerate().zip(built) {
         let layer = match slot {
             Some(layer) => layer,
-            None => spec
-                .build(&input_shapes[i], init, rng)
-                .map_err(|reason| LayerError {
-                    position: i + 1,
-                    text: spec.to_string(),
-                    reason,
-                })?,
+            None => build(i, spec, rng)?,
         };
         layers.push(layer.layer);
         modules.push(layer.module);
     }
     Ok(Stack {
         layers: Sequential::new(layers),
-        input_shapes,
-        output_shape: shape,
+        input_shapes: plan.input_shapes,
+        output_shape: plan.output_shape,
         modules,
     })
 }
@@ -567,6 +709,123 @@ mod tests {
             .err()
             .expect("the list cannot be built");
         assert_eq!(err.to_string(), "the layer list is empty");
+    }
+
+    #[test]
+    fn plans_are_what_is_built() {
+        let specs =
+            parse_layers("affine 5, batchnorm, sigmoid, dropout 0.5, affine 3, relu").unwrap();
+        let plan = plan_stack(&specs, &[2, 3]).unwrap();
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+        let stack = build_stack::<f64, _>(&specs, &[2, 3], Init::He, &mut rng).unwrap();
+        assert_eq!(plan.input_shapes, stack.input_shapes);
+        assert_eq!(plan.output_shape, stack.output_shape);
+        let modules: Vec<&str> = plan.layers.iter().map(|l| l.module.as_str()).collect();
+        assert_eq!(modules, stack.modules);
+        for (layer, built) in plan.layers.iter().zip(stack.layers.layers()) {
+            assert_eq!(layer.params, built.num_params(), "{}", layer.module);
+        }
+        assert_eq!(plan.params(), stack.layers.num_params());
+        assert_eq!(plan.params(), 6 * 5 + 5 + 2 * 5 + 5 * 3 + 3);
+        let sizes: Vec<(usize, usize)> = plan
+            .layers
+            .iter()
+            .map(|l| (l.state, l.per_sample))
+            .collect();
+        assert_eq!(sizes, [(30, 15), (25, 10), (0, 5), (0, 5), (15, 9), (0, 3)]);
+    }
+
+    #[test]
+    fn sizes_that_overflow_are_refused_naming_the_layer() {
+        let max = usize::MAX;
+        let cases: &[(&[LayerSpec], &[usize], usize, String)] = &[
+            (
+                &[LayerSpec::Affine { out: max }],
+                &[784],
+                1,
+                format!(
+                    "layer 1 `affine {max}`: its weights (784 x {max}) are more than this machine can count"
+                ),
+            ),
+            (
+                &[LayerSpec::Relu, LayerSpec::Affine { out: max / 784 }],
+                &[784],
+                2,
+                format!(
+                    "layer 2 `affine {}`: its weights and biases ({} + {}) are more than this machine can count",
+                    max / 784,
+                    max / 784 * 784,
+                    max / 784
+                ),
+            ),
+            (
+                &[LayerSpec::Affine { out: 10 }],
+                &[max, 2],
+                1,
+                format!(
+                    "layer 1 `affine 10`: samples of shape [{max}, 2] have more elements than this machine can count"
+                ),
+            ),
+            (
+                &[LayerSpec::BatchNorm],
+                &[max / 2 + 1],
+                1,
+                format!(
+                    "layer 1 `batchnorm`: its scales and shifts (2 x {}) are more than this machine can count",
+                    max / 2 + 1
+                ),
+            ),
+            (
+                &[LayerSpec::Affine { out: max / 2 }],
+                &[1],
+                1,
+                format!(
+                    "layer 1 `affine {}`: its outputs (3 x {}) are more than this machine can count",
+                    max / 2,
+                    max / 2
+                ),
+            ),
+        ];
+        for (specs, input, position, message) in cases {
+            let err = plan_stack(specs, input).unwrap_err();
+            assert_eq!(err.position, *position, "{err}");
+            assert_eq!(&err.to_string(), message);
+            let mut rng = Xoshiro256PlusPlus::seed_from_u64(0);
+            let built = build_stack::<f32, _>(specs, input, Init::He, &mut rng);
+            assert_eq!(built.err().map(|e| e.to_string()).as_ref(), Some(message));
+        }
+    }
+
+    /// The whole list is planned before any layer is built: a list whose second layer is wrong
+    /// allocates nothing for its first, here 784 x 10^12 weights (3 PB), which would abort the
+    /// test if they were allocated.
+    #[test]
+    fn a_list_that_cannot_be_built_allocates_nothing() {
+        let specs = [
+            LayerSpec::Affine {
+                out: 1_000_000_000_000,
+            },
+            LayerSpec::Dropout { ratio: 2.0 },
+        ];
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(0);
+        let err = build_stack::<f32, _>(&specs, &[784], Init::He, &mut rng)
+            .err()
+            .expect("the list cannot be built");
+        assert_eq!(
+            err.to_string(),
+            "layer 2 `dropout 2`: the ratio must be in [0, 1), not 2"
+        );
+        let plan = plan_stack(&specs[..1], &[784]).unwrap();
+        assert_eq!(plan.params(), 785_000_000_000_000);
+    }
+
+    #[test]
+    fn tiny_and_huge_ratios_are_written_briefly() {
+        let spec = LayerSpec::Dropout { ratio: 1e-300 };
+        assert_eq!(spec.to_string(), "dropout 1e-300");
+        assert_eq!(parse_layers("dropout 1e-300").unwrap(), [spec]);
+        let err = LayerSpec::Dropout { ratio: 1e300 }.plan(&[3]).unwrap_err();
+        assert_eq!(err, "the ratio must be in [0, 1), not 1e300");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use bp_core::Init;
+use bp_core::{Compact, Init};
 use ndarray::NdFloat;
 
 use crate::multi_layer::MultiLayerConfig;
@@ -14,7 +14,7 @@ impl<A: NdFloat> Network<A> {
     /// layer list, `Sequential 784 -> affine 100, relu, batchnorm, affine 10, init he`.
     pub fn describe(&self) -> String {
         let init = match self.options().init {
-            Init::Std(std) => format!("init std {std}"),
+            Init::Std(std) => format!("init std {}", Compact(std)),
             Init::He => "init he".to_owned(),
             Init::Xavier => "init xavier".to_owned(),
         };
@@ -42,7 +42,8 @@ impl<A: NdFloat> Network<A> {
                     s.push_str(", batch norm");
                 }
                 if let Some(ratio) = config.dropout {
-                    write!(s, ", dropout {ratio}").expect("writing to a String cannot fail");
+                    write!(s, ", dropout {}", Compact(ratio))
+                        .expect("writing to a String cannot fail");
                 }
                 s
             }
@@ -57,7 +58,7 @@ impl<A: NdFloat> Network<A> {
             }
         };
         if self.options().weight_decay > 0.0 {
-            write!(s, ", weight decay {}", self.options().weight_decay)
+            write!(s, ", weight decay {}", Compact(self.options().weight_decay))
                 .expect("writing to a String cannot fail");
         }
         s
@@ -104,5 +105,32 @@ mod tests {
         );
         let regression = net("affine 10", NetOptions::default());
         assert_eq!(regression.describe(), "MultiLayerNet 784-10, init std 0.01");
+    }
+
+    /// Numbers far from 1 are written with an exponent, not hundreds of digits.
+    #[test]
+    fn extreme_numbers_are_written_briefly() {
+        let tiny = net(
+            "affine 50, relu, dropout 1e-300, affine 10",
+            NetOptions {
+                init: Init::Std(1e300),
+                weight_decay: 1e300,
+            },
+        );
+        assert_eq!(
+            tiny.describe(),
+            "MultiLayerNet 784-50-10, relu, init std 1e300, dropout 1e-300, weight decay 1e300"
+        );
+        let other = net(
+            "dropout 1e-300, affine 10",
+            NetOptions {
+                init: Init::Std(2.5e-20),
+                weight_decay: 0.0,
+            },
+        );
+        assert_eq!(
+            other.describe(),
+            "Sequential 784 -> dropout 1e-300, affine 10, init std 2.5e-20"
+        );
     }
 }

@@ -29,4 +29,16 @@ impl Dtype {
             Dtype::F64 => "f64",
         }
     }
+
+    /// The bytes of one element.
+    ///
+    /// ```
+    /// assert_eq!(bp_train::Dtype::F32.size(), 4);
+    /// ```
+    pub fn size(self) -> usize {
+        match self {
+            Dtype::F32 => size_of::<f32>(),
+            Dtype::F64 => size_of::<f64>(),
+        }
+    }
 }

@@ -51,6 +51,7 @@ mod atomic;
 mod describe;
 mod element;
 pub mod files;
+mod memory;
 pub mod model_file;
 mod multi_layer;
 mod network;
@@ -61,12 +62,14 @@ mod two_layer;
 
 pub use atomic::write_atomic;
 pub use element::Dtype;
+pub use memory::{Bytes, MemoryEstimate, estimate_memory};
 pub use multi_layer::{Activation, MultiLayerConfig, MultiLayerNet};
 pub use network::{EVAL_CHUNK, NetOptions, Network, argmax, chunked_accuracy, count_correct};
 pub use optimizer::{AdaGrad, Adam, EPSILON, Momentum, Optimizer, OptimizerKind, Sgd};
 pub use schedule::Schedule;
 pub use train::{
-    Dataset, EpochReport, Flow, Length, Observer, Plan, SATURATED_LOSS, SATURATED_STEPS, Sampling,
-    Silent, Stream, TrainConfig, TrainError, TrainSummary, iters_per_epoch, rng, train, train_with,
+    Dataset, Divergence, EpochReport, Flow, Length, Observer, Plan, SATURATED_LOSS,
+    SATURATED_STEPS, Sampling, SettingNames, Silent, Stream, TrainConfig, TrainError, TrainSummary,
+    iters_per_epoch, rng, train, train_with,
 };
 pub use two_layer::TwoLayerNet;

@@ -84,7 +84,7 @@ use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use bp_core::{Init, Layer, LayerError, LayerSpec};
+use bp_core::{Init, Layer, LayerError, LayerSpec, plan_stack};
 use ndarray::{ArrayD, IxDyn, NdFloat};
 use safetensors::{SafeTensorError, SafeTensors, View};
 use serde::{Deserialize, Serialize};
@@ -93,6 +93,7 @@ use serde_json::Value;
 pub use crate::atomic::write_atomic;
 use crate::element::Dtype;
 use crate::files;
+use crate::memory::Bytes;
 use crate::network::{NetOptions, Network};
 use crate::train::{EpochReport, Stream, rng};
 
@@ -715,6 +716,8 @@ fn read(path: &Path) -> Result<Vec<u8>, ModelError> {
 /// A model file whose header was read and checked, before the network is built.
 struct ParsedFile<'a> {
     path: &'a Path,
+    /// The file's length in bytes.
+    len: usize,
     tensors: SafeTensors<'a>,
     header: ModelHeader,
 }
@@ -803,6 +806,7 @@ fn parse<'a>(bytes: &'a [u8], path: &'a Path) -> Result<ParsedFile<'a>, ModelErr
     }
     Ok(ParsedFile {
         path,
+        len: bytes.len(),
         tensors,
         header,
     })
@@ -830,6 +834,21 @@ impl ParsedFile<'_> {
             init: h.init,
             weight_decay: h.weight_decay,
         };
+        // Every parameter is in the file: a layer list whose parameters need more bytes than the
+        // whole file has is refused before anything is allocated for it.
+        let plan = plan_stack(&h.layers, &h.input_shape).map_err(|source| ModelError::Layers {
+            path: self.path(),
+            source,
+        })?;
+        let needed = (plan.params() as u128).saturating_mul(size_of::<A>() as u128);
+        if needed > self.len as u128 {
+            return Err(self.bad(format!(
+                "its layers have {} parameters ({}), more than the whole file ({}) holds",
+                plan.params(),
+                Bytes(needed),
+                Bytes(self.len as u128)
+            )));
+        }
         let mut net = Network::<A>::new(
             &h.input_shape,
             h.layers.clone(),

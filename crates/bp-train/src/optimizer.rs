@@ -426,6 +426,20 @@ impl OptimizerKind {
         }
     }
 
+    /// How many arrays the size of each parameter the optimizer keeps: 0 for SGD, 1 for Momentum
+    /// (the velocity) and AdaGrad (the squared-gradient sum), 2 for Adam (the two moments).
+    ///
+    /// ```
+    /// assert_eq!(bp_train::OptimizerKind::Adam.state_copies(), 2);
+    /// ```
+    pub fn state_copies(self) -> usize {
+        match self {
+            OptimizerKind::Sgd => 0,
+            OptimizerKind::Momentum | OptimizerKind::AdaGrad => 1,
+            OptimizerKind::Adam => 2,
+        }
+    }
+
     /// A fresh optimizer of this kind with the book's hyperparameters.
     pub fn build<A: NdFloat + 'static>(self) -> Box<dyn Optimizer<A>> {
         match self {
@@ -453,6 +467,35 @@ mod tests {
         affine.forward(array![[1.0]].mapv(cast::<A>).into_dyn());
         affine.backward(array![[0.5, -1.0]].mapv(cast::<A>).into_dyn());
         affine
+    }
+
+    /// What `state_copies` says is what each optimizer keeps after a step: one array per
+    /// parameter per copy, each of the parameter's size.
+    #[test]
+    fn state_copies_are_the_arrays_kept() {
+        let count = |arrays: &[&Vec<ArrayD<f64>>]| -> usize {
+            arrays.iter().flat_map(|a| a.iter()).map(ArrayD::len).sum()
+        };
+        let params = layer::<f64>().num_params();
+        let mut momentum = Momentum::new(0.9);
+        momentum.step_layer(&mut layer(), 0.1);
+        let mut adagrad = AdaGrad::new();
+        adagrad.step_layer(&mut layer(), 0.1);
+        let mut adam = Adam::new(0.9, 0.999);
+        adam.step_layer(&mut layer(), 0.1);
+        assert_eq!(OptimizerKind::Sgd.state_copies(), 0);
+        assert_eq!(
+            count(&[&momentum.v]),
+            OptimizerKind::Momentum.state_copies() * params
+        );
+        assert_eq!(
+            count(&[&adagrad.h]),
+            OptimizerKind::AdaGrad.state_copies() * params
+        );
+        assert_eq!(
+            count(&[&adam.m, &adam.v]),
+            OptimizerKind::Adam.state_copies() * params
+        );
     }
 
     fn close<A: NdFloat>(got: &Array2<A>, expected: [f64; 2], tol: f64) {

@@ -38,7 +38,8 @@ impl Schedule {
         match self {
             Schedule::Constant => lr,
             Schedule::Step => {
-                // iter / total >= 1/2 and >= 3/4, in integers.
+                // iter / total >= 1/2 and >= 3/4, in integers wide enough for any usize.
+                let (iter, total) = (iter as u128, total as u128);
                 if 4 * iter >= 3 * total {
                     lr * 0.01
                 } else if 2 * iter >= total {
@@ -81,5 +82,18 @@ mod tests {
         assert_eq!(rates, [1.0, 1.0, 1.0, 1.0, 0.1, 0.1, 0.01, 0.01]);
         // A one-iteration run keeps the base rate.
         assert_eq!(Schedule::Step.lr(1.0, 0, 1), 1.0);
+    }
+
+    /// The longest runs a usize can count drop at the same fractions, without overflowing.
+    #[test]
+    fn the_longest_runs_have_the_same_drops() {
+        let total = usize::MAX;
+        let at = |iter| Schedule::Step.lr(1.0, iter, total);
+        assert_eq!(at(total / 2 - 1), 1.0);
+        assert_eq!(at(total / 2 + 1), 0.1);
+        assert_eq!(at(total - total / 4 - 1), 0.1);
+        assert_eq!(at(total - total / 4), 0.01);
+        assert_eq!(at(total - 1), 0.01);
+        assert!(Schedule::Cosine.lr(1.0, total - 1, total) < 1e-30);
     }
 }

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use std::io;
 
+use bp_core::{Compact, Init};
 use bp_loss::Targets;
 use ndarray::{Array2, ArrayView, ArrayView2, ArrayViewD, Dimension, IxDyn, NdFloat};
 use rand::seq::SliceRandom;
@@ -18,7 +19,8 @@ use crate::network::Network;
 use crate::optimizer::OptimizerKind;
 use crate::schedule::Schedule;
 
-/// What can stop a training run: a diverging loss, or a metrics file that cannot be written.
+/// What can stop a training run: a diverging loss, a run too long to count, or a metrics file
+/// that cannot be written.
 ///
 /// Programming errors (a net whose input size does not fit the data, a zero batch size passed to
 /// the library) panic instead.
@@ -26,8 +28,10 @@ use crate::schedule::Schedule;
 #[non_exhaustive]
 pub enum TrainError {
     /// The loss became NaN or infinite, or stayed near its ceiling (see [`train`]): the run
-    /// stopped at that iteration.
-    #[error("{}", diverged_message(*iter, *epoch, *loss, *lr))]
+    /// stopped at that iteration. The message says what most likely caused it
+    /// ([`Divergence`]); [`TrainError::message_naming`] words it with other names for the
+    /// settings (a command line's flags).
+    #[error("{}", self.message_naming(&SettingNames::WORDS))]
     Diverged {
         /// The iteration (from 1) at which the run was stopped.
         iter: usize,
@@ -37,6 +41,35 @@ pub enum TrainError {
         loss: f64,
         /// The learning rate of that iteration.
         lr: f64,
+        /// What most likely made it diverge.
+        cause: Divergence,
+    },
+
+    /// A run of [`Length::Epochs`] whose iterations, epochs times iterations per epoch, are more
+    /// than a `usize` counts.
+    #[error(
+        "{epochs} epochs of {iters_per_epoch} iterations each are more iterations than this \
+         machine can count (at most {})",
+        usize::MAX
+    )]
+    TooLong {
+        /// The epochs asked for.
+        epochs: usize,
+        /// The iterations of each.
+        iters_per_epoch: usize,
+    },
+
+    /// A batch of `batch_size` samples holds more bytes than one allocation can: the batch
+    /// buffer, `batch_size` times the sample's elements, cannot be counted.
+    #[error(
+        "batches of {batch_size} samples of {sample_size} elements are more than this machine \
+         can address"
+    )]
+    BatchTooLarge {
+        /// The batch size.
+        batch_size: usize,
+        /// The elements of one sample.
+        sample_size: usize,
     },
 
     /// The metrics CSV file could not be created or written: it names a directory, a FIFO or
@@ -52,19 +85,165 @@ pub enum TrainError {
     },
 }
 
-fn diverged_message(iter: usize, epoch: usize, loss: f64, lr: f64) -> String {
-    let what = if loss.is_finite() {
-        format!(
-            "the loss has stayed above {SATURATED_LOSS:.2} for {SATURATED_STEPS} iterations in a \
-             row (now {loss:.4}; its ceiling is 16.12: the net is confidently wrong)"
-        )
-    } else {
-        format!("the loss is {loss}")
+/// What most likely made a run diverge, judged from the step at which it was stopped (see
+/// [`TrainError::Diverged`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Divergence {
+    /// The loss was not finite at the first step, before any update: the initial weights are too
+    /// large for the element type (their scores, or their squares, overflow).
+    InitialWeights {
+        /// How the weights were drawn.
+        init: Init,
+    },
+    /// λ is too large: the weight-decay term `½ λ Σ ‖W‖²` is not finite although the sum of
+    /// squares is, or each update scales the weights by `1 − lr·λ`, below −1, so that they grow
+    /// whatever the data (with SGD and Momentum).
+    WeightDecay {
+        /// λ.
+        lambda: f64,
+        /// The term at the step the run was stopped.
+        penalty: f64,
+        /// The base learning rate.
+        lr: f64,
+    },
+    /// The updates made the loss NaN or infinite, or left it stuck near its ceiling: the learning
+    /// rate is too large.
+    LearningRate,
+}
+
+/// How a [`TrainError::Diverged`] message names the settings it blames: in words
+/// ([`SettingNames::WORDS`], its `Display`), or as a command line's flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SettingNames {
+    /// The learning rate.
+    pub lr: &'static str,
+    /// The weight decay λ.
+    pub weight_decay: &'static str,
+    /// The standard deviation of [`Init::Std`].
+    pub init_std: &'static str,
+    /// The initialisation.
+    pub init: &'static str,
+}
+
+impl SettingNames {
+    /// The settings in words: "learning rate", "weight decay", "init std", "init".
+    pub const WORDS: SettingNames = SettingNames {
+        lr: "learning rate",
+        weight_decay: "weight decay",
+        init_std: "init std",
+        init: "init",
     };
-    format!(
-        "training diverged at iteration {iter} (epoch {epoch}): {what}; try a smaller learning rate \
-         (it was {lr})"
-    )
+}
+
+impl TrainError {
+    /// The error's message, naming the settings as `names` says. Only
+    /// [`Diverged`](TrainError::Diverged) names settings; the other errors give their `Display`.
+    ///
+    /// ```
+    /// use bp_train::{Divergence, SettingNames, TrainError};
+    ///
+    /// let err = TrainError::Diverged {
+    ///     iter: 2,
+    ///     epoch: 1,
+    ///     loss: f64::NAN,
+    ///     lr: 0.1,
+    ///     cause: Divergence::WeightDecay { lambda: 1e30, penalty: f64::INFINITY, lr: 0.1 },
+    /// };
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "training diverged at iteration 2 (epoch 1): the loss is NaN: the weight-decay term is \
+    ///      infinite: weight decay 1e30 is too large"
+    /// );
+    /// let flags = SettingNames { weight_decay: "--weight-decay", ..SettingNames::WORDS };
+    /// assert!(err.message_naming(&flags).ends_with(": --weight-decay 1e30 is too large"));
+    /// ```
+    pub fn message_naming(&self, names: &SettingNames) -> String {
+        let TrainError::Diverged {
+            iter,
+            epoch,
+            loss,
+            lr,
+            cause,
+        } = *self
+        else {
+            return self.to_string();
+        };
+        let what = if loss.is_finite() {
+            format!(
+                "the loss has stayed above {SATURATED_LOSS:.2} for {SATURATED_STEPS} iterations in \
+                 a row (now {loss:.4}; its ceiling is 16.12: the net is confidently wrong)"
+            )
+        } else {
+            format!("the loss is {loss}")
+        };
+        let why = match cause {
+            Divergence::LearningRate => {
+                format!("; try a smaller {} (it was {})", names.lr, Compact(lr))
+            }
+            Divergence::WeightDecay {
+                lambda,
+                penalty,
+                lr: base,
+            } => {
+                let decay = format!("{} {}", names.weight_decay, Compact(lambda));
+                if penalty.is_finite() {
+                    format!(
+                        ": {decay} is too large for {} {} (each update scales the weights by \
+                         1 - lr·λ = {})",
+                        names.lr,
+                        Compact(base),
+                        Compact(1.0 - base * lambda)
+                    )
+                } else {
+                    let term = if penalty.is_nan() { "NaN" } else { "infinite" };
+                    format!(": the weight-decay term is {term}: {decay} is too large")
+                }
+            }
+            Divergence::InitialWeights { init } => {
+                let init = match init {
+                    Init::Std(std) => format!("{} {}", names.init_std, Compact(std)),
+                    Init::He => format!("{} he", names.init),
+                    Init::Xavier => format!("{} xavier", names.init),
+                };
+                format!(
+                    " at the first step, before any update: the initial weights are too large \
+                     ({init})"
+                )
+            }
+        };
+        format!("training diverged at iteration {iter} (epoch {epoch}): {what}{why}")
+    }
+}
+
+/// What most likely made the loss of `net` diverge at a step. At the first step (`first`) no
+/// update has been made, so the learning rate cannot be the cause; `lr` is the base learning rate.
+fn diagnose<A: NdFloat>(net: &mut Network<A>, first: bool, lr: f64) -> Divergence {
+    let penalty = net.penalty().to_f64().unwrap_or(f64::NAN);
+    let lambda = net.options().weight_decay;
+    // The sum of squares of the decaying weights in the element type, as the penalty sums it.
+    let mut sum = A::zero();
+    net.visit_params(&mut |p| {
+        if p.kind.decays() {
+            p.value.for_each(|&w| sum += w * w);
+        }
+    });
+    let decay = Divergence::WeightDecay {
+        lambda,
+        penalty,
+        lr,
+    };
+    if !penalty.is_finite() && sum.is_finite() {
+        decay
+    } else if first {
+        Divergence::InitialWeights {
+            init: net.options().init,
+        }
+    } else if lr * lambda > 2.0 {
+        decay
+    } else {
+        Divergence::LearningRate
+    }
 }
 
 /// How each iteration's batch is drawn from the training set.
@@ -100,6 +279,31 @@ pub enum Length {
     Iters(usize),
     /// A number of epochs of [`iters_per_epoch`] iterations.
     Epochs(usize),
+}
+
+impl Length {
+    /// The iterations of the run, with `iters_per_epoch` iterations per epoch.
+    ///
+    /// # Errors
+    ///
+    /// [`TrainError::TooLong`] if epochs times iterations per epoch overflow `usize`.
+    ///
+    /// ```
+    /// use bp_train::Length;
+    ///
+    /// assert_eq!(Length::Epochs(3).iters(600).unwrap(), 1800);
+    /// assert_eq!(Length::Iters(usize::MAX).iters(600).unwrap(), usize::MAX);
+    /// assert!(Length::Epochs(usize::MAX).iters(2).is_err());
+    /// ```
+    pub fn iters(self, iters_per_epoch: usize) -> Result<usize, TrainError> {
+        match self {
+            Length::Iters(i) => Ok(i),
+            Length::Epochs(e) => e.checked_mul(iters_per_epoch).ok_or(TrainError::TooLong {
+                epochs: e,
+                iters_per_epoch,
+            }),
+        }
+    }
 }
 
 /// Everything about a run but the network and the data.
@@ -403,7 +607,17 @@ pub const SATURATED_STEPS: usize = 50;
 ///
 /// # Errors
 ///
-/// [`TrainError::Diverged`], and [`TrainError::Metrics`] if the metrics file cannot be written.
+/// [`TrainError::Diverged`], [`TrainError::TooLong`] for a run of more epochs than iterations
+/// can be counted, [`TrainError::BatchTooLarge`] for a batch no allocation can hold, and
+/// [`TrainError::Metrics`] if the metrics file cannot be written.
+///
+/// # Memory
+///
+/// The training loop allocates its buffers before the first step: batch buffers of
+/// `cfg.batch_size` samples and the optimizer's state. Epoch reports are kept as epochs end, so a
+/// long run of many epochs holds only the reports of the epochs done.
+/// [`estimate_memory`](crate::estimate_memory) says what a run will hold; check it before
+/// training with sizes that come from a user.
 ///
 /// # Panics
 ///
@@ -488,6 +702,21 @@ where
         &train.x.shape()[1..],
         &test.x.shape()[1..]
     );
+    // The batch buffer, and the batch's indices and labels, must be countable in bytes.
+    let bytes = |count: Option<usize>, size: usize| {
+        count
+            .and_then(|c| c.checked_mul(size))
+            .is_some_and(|b| isize::try_from(b).is_ok())
+    };
+    if !bytes(cfg.batch_size.checked_mul(features), size_of::<A>())
+        || !bytes(Some(cfg.batch_size), size_of::<usize>())
+    {
+        return Err(TrainError::BatchTooLarge {
+            batch_size: cfg.batch_size,
+            sample_size: features,
+        }
+        .into());
+    }
     // The training set as rows, for the gather (a view unless the data is not in standard layout).
     let rows = train.x.as_standard_layout();
     let rows = rows
@@ -498,10 +727,7 @@ where
     batch_shape.extend(net.input_shape());
     let batch_size = cfg.batch_size;
     let ipe = iters_per_epoch(n, batch_size);
-    let iters = match cfg.length {
-        Length::Iters(i) => i,
-        Length::Epochs(e) => e.checked_mul(ipe).expect("the iteration count overflows"),
-    };
+    let iters = cfg.length.iters(ipe)?;
     assert!(iters > 0, "train: the run must have at least one iteration");
     let epochs = iters.div_ceil(ipe);
     observer.start(&Plan {
@@ -528,7 +754,8 @@ where
     let mut batches: VecDeque<Array2<A>> = (0..buffers)
         .map(|_| Array2::zeros((batch_size, features)))
         .collect();
-    let mut reports = Vec::with_capacity(epochs);
+    // Grown as epochs end: a run of many short epochs must not reserve their reports up front.
+    let mut reports = Vec::new();
     let mut iter = 0;
     let mut train_seconds = 0.0;
     let mut saturated = 0;
@@ -565,11 +792,13 @@ where
                 0
             };
             if !data_loss.is_finite() || saturated == SATURATED_STEPS {
+                let cause = diagnose(net, iter == 0, cfg.lr);
                 return Err(TrainError::Diverged {
                     iter: iter + 1,
                     epoch,
                     loss: data_loss,
                     lr,
+                    cause,
                 }
                 .into());
             }
@@ -620,7 +849,7 @@ where
 /// gathering into it again would first have to take its lines back from the other core; a buffer
 /// last used 8 steps ago is mostly gone from them. With one thread a single buffer stays in the
 /// cache and is faster. (The figures are in docs/performance.md, "Two threads".)
-const SHARED_BATCH_BUFFERS: usize = 8;
+pub(crate) const SHARED_BATCH_BUFFERS: usize = 8;
 
 /// Rows gathered together: [`gather`] copies a slice of each of these many rows before the next
 /// slice, so that that many rows' memory loads are in flight at once.
@@ -791,6 +1020,201 @@ mod tests {
         assert_eq!(run(&[1, 2, 2], x.view().into_dyn()), flat);
         assert_eq!(run(&[1, 2, 2], images.view().into_dyn()), flat);
         assert!(flat.0[2] < flat.0[0], "{:?}", flat.0);
+    }
+
+    /// A small problem for the divergence and length tests: 40 samples of 4 features, 2 classes.
+    fn toy() -> (Array2<f32>, Vec<usize>) {
+        let x = Array2::from_shape_fn((40, 4), |(i, j)| ((i * 7 + j * 3) % 11) as f32 / 11.0);
+        let t = (0..40)
+            .map(|i| usize::from(x[[i, 0]] > x[[i, 3]]))
+            .collect();
+        (x, t)
+    }
+
+    fn toy_run(options: crate::NetOptions, cfg: &TrainConfig) -> Result<TrainSummary, TrainError> {
+        let (x, t) = toy();
+        let specs = bp_core::parse_layers("affine 8, relu, affine 2").unwrap();
+        let mut net = Network::new(&[4], specs, options, &mut rng(0, Stream::Init)).unwrap();
+        let set = Dataset::new(x.view(), &t);
+        train(&mut net, set.clone(), set, cfg, &mut Silent)
+    }
+
+    fn diverged(result: Result<TrainSummary, TrainError>) -> (usize, Divergence, String) {
+        match result {
+            Err(err @ TrainError::Diverged { iter, cause, .. }) => (iter, cause, err.to_string()),
+            other => panic!("the run did not diverge: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn weights_too_large_to_start_with_are_blamed_at_the_first_step() {
+        let cfg = TrainConfig {
+            length: Length::Iters(10),
+            batch_size: 10,
+            ..TrainConfig::default()
+        };
+        let options = crate::NetOptions {
+            init: Init::Std(1e30),
+            weight_decay: 0.0,
+        };
+        let (iter, cause, message) = diverged(toy_run(options, &cfg));
+        assert_eq!(iter, 1);
+        assert_eq!(
+            cause,
+            Divergence::InitialWeights {
+                init: Init::Std(1e30)
+            }
+        );
+        assert_eq!(
+            message,
+            "training diverged at iteration 1 (epoch 1): the loss is NaN at the first step, \
+             before any update: the initial weights are too large (init std 1e30)"
+        );
+        // Their squares overflow too: the weight-decay term is infinite, but not for λ's sake.
+        let (_, cause, _) = diverged(toy_run(
+            crate::NetOptions {
+                weight_decay: 1e-4,
+                ..options
+            },
+            &cfg,
+        ));
+        assert_eq!(
+            cause,
+            Divergence::InitialWeights {
+                init: Init::Std(1e30)
+            }
+        );
+    }
+
+    #[test]
+    fn a_weight_decay_too_large_is_blamed_not_the_learning_rate() {
+        let cfg = TrainConfig {
+            length: Length::Iters(10),
+            batch_size: 10,
+            ..TrainConfig::default()
+        };
+        // Its term overflows f32 at once: ½ · 1e38 · Σ W², with 48 weights of std 1.
+        let at_once = crate::NetOptions {
+            init: Init::Std(1.0),
+            weight_decay: 1e38,
+        };
+        let (iter, cause, message) = diverged(toy_run(at_once, &cfg));
+        assert_eq!(iter, 1);
+        assert!(
+            matches!(cause, Divergence::WeightDecay { lambda, penalty, .. }
+                if lambda == 1e38 && penalty == f64::INFINITY),
+            "{cause:?}"
+        );
+        assert!(
+            message.ends_with(
+                "the loss is NaN: the weight-decay term is infinite: weight decay 1e38 is too large"
+            ),
+            "{message}"
+        );
+        // A term that fits, but an update that multiplies the weights by 1 - 0.1 · 1e30.
+        let growing = crate::NetOptions {
+            init: Init::Std(0.01),
+            weight_decay: 1e30,
+        };
+        let (iter, cause, message) = diverged(toy_run(growing, &cfg));
+        assert!(iter > 1, "{message}");
+        assert!(
+            matches!(cause, Divergence::WeightDecay { lambda, .. } if lambda == 1e30),
+            "{cause:?}"
+        );
+        assert!(
+            message.contains("weight decay 1e30 is too large"),
+            "{message}"
+        );
+        assert!(!message.contains("learning rate (it was"), "{message}");
+    }
+
+    #[test]
+    fn a_learning_rate_too_large_is_blamed_and_written_briefly() {
+        let cfg = TrainConfig {
+            length: Length::Iters(200),
+            batch_size: 10,
+            lr: 1e300,
+            ..TrainConfig::default()
+        };
+        let (iter, cause, message) = diverged(toy_run(crate::NetOptions::default(), &cfg));
+        assert!(iter > 1, "{message}");
+        assert_eq!(cause, Divergence::LearningRate);
+        assert!(
+            message.ends_with("; try a smaller learning rate (it was 1e300)"),
+            "{message}"
+        );
+        let flags = SettingNames {
+            lr: "--lr",
+            ..SettingNames::WORDS
+        };
+        let err = toy_run(crate::NetOptions::default(), &cfg).unwrap_err();
+        assert!(
+            err.message_naming(&flags)
+                .ends_with("; try a smaller --lr (it was 1e300)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn runs_too_long_to_count_are_refused_and_long_ones_reserve_nothing() {
+        // 40 samples in batches of 10: 4 iterations per epoch.
+        let cfg = TrainConfig {
+            length: Length::Epochs(usize::MAX / 2),
+            batch_size: 10,
+            ..TrainConfig::default()
+        };
+        let err = toy_run(crate::NetOptions::default(), &cfg).unwrap_err();
+        assert!(
+            matches!(err, TrainError::TooLong { epochs, iters_per_epoch: 4 } if epochs == usize::MAX / 2),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{} epochs of 4 iterations each are more iterations than this machine can count \
+                 (at most {})",
+                usize::MAX / 2,
+                usize::MAX
+            )
+        );
+        // A batch no allocation can hold is refused before anything is allocated.
+        let huge = TrainConfig {
+            length: Length::Iters(1),
+            batch_size: usize::MAX / 2,
+            ..cfg.clone()
+        };
+        let err = toy_run(crate::NetOptions::default(), &huge).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "batches of {} samples of 4 elements are more than this machine can address",
+                usize::MAX / 2
+            )
+        );
+        // The longest runs that can be counted start, and keep a report per epoch done; the hook
+        // stops them after three epochs.
+        let (x, t) = toy();
+        for length in [Length::Iters(usize::MAX), Length::Epochs(usize::MAX / 4)] {
+            let specs = bp_core::parse_layers("affine 8, relu, affine 2").unwrap();
+            let options = crate::NetOptions::default();
+            let mut net = Network::new(&[4], specs, options, &mut rng(0, Stream::Init)).unwrap();
+            let set = Dataset::new(x.view(), &t);
+            let cfg = TrainConfig {
+                length,
+                ..cfg.clone()
+            };
+            let summary = train_with(&mut net, set.clone(), set, &cfg, &mut Silent, |_, r| {
+                Ok::<_, TrainError>(if r.epoch == 3 {
+                    Flow::Stop
+                } else {
+                    Flow::Continue
+                })
+            })
+            .unwrap();
+            assert_eq!(summary.epochs.len(), 3);
+            assert_eq!(summary.iters, 12);
+        }
     }
 
     #[test]

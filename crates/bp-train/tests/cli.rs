@@ -176,10 +176,7 @@ fn a_diverging_run_stops_with_exit_status_1() {
         err.starts_with("error: training diverged at iteration"),
         "{err}"
     );
-    assert!(
-        err.contains("try a smaller learning rate (it was 1000)"),
-        "{err}"
-    );
+    assert!(err.contains("try a smaller --lr (it was 1000)"), "{err}");
     assert!(!stdout(&out).contains("final"));
 }
 

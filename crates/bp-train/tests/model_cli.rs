@@ -325,7 +325,8 @@ fn model_flags_are_checked() {
         (vec!["predict", "--model", "m.safetensors"], "<IMAGE>..."),
         (
             vec!["--epochs", "2", "eval", "--model", "m"],
-            "cannot be used with",
+            "--epochs is a training flag (bp-train without a subcommand); `bp-train eval` does \
+             not take it",
         ),
     ] {
         let out = bp_train(&args);

@@ -478,6 +478,40 @@ fn a_layer_list_that_cannot_be_built_names_the_layer() {
     assert!(matches!(load_err(&ratio), ModelError::Layers { .. }));
 }
 
+/// A header that declares layers far larger than its tensors is refused before they are
+/// allocated: 11 x 10¹² parameters of 4 bytes would abort the test if they were.
+#[test]
+fn a_layer_list_larger_than_the_file_is_refused_before_allocating() {
+    let huge = edited(header(|h| {
+        h["layers"][0] = json!({"layer": "affine", "out": 1_000_000_000_000u64})
+    }));
+    let err = load_err(&huge);
+    let ModelError::BadMetadata { key, reason, .. } = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(key, "model");
+    assert_eq!(
+        reason,
+        &format!(
+            "its layers have 11000000000004 parameters (40 TiB), more than the whole file ({}) \
+             holds",
+            bp_train::Bytes(huge.len() as u128)
+        )
+    );
+    let overflow = edited(header(|h| {
+        h["layers"][0] = json!({"layer": "affine", "out": u64::MAX})
+    }));
+    let err = load_err(&overflow);
+    assert!(
+        err.to_string().ends_with(&format!(
+            "layer 1 `affine {}`: its weights (6 x {}) are more than this machine can count",
+            u64::MAX,
+            u64::MAX
+        )),
+        "{err}"
+    );
+}
+
 #[test]
 fn missing_extra_misshapen_mistyped_and_non_finite_tensors_are_refused() {
     let missing = edited(|_, t| t.retain(|t| t.name != "layers.2.bias"));

@@ -168,6 +168,12 @@ pub struct Cli {
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
 
+    /// The memory the run may use, in MiB, instead of what the system has available: a run whose
+    /// network, buffers and data are estimated to need more is refused before anything is
+    /// allocated [default: the available memory, on Linux; elsewhere no limit]
+    #[arg(long, value_name = "MIB", value_parser = positive_u64, allow_negative_numbers = true)]
+    pub max_memory_mib: Option<u64>,
+
     /// Print only the final line
     #[arg(long, short)]
     pub quiet: bool,
@@ -301,6 +307,15 @@ pub fn mib_bytes(mib: u64) -> u64 {
     mib.saturating_mul(1 << 20)
 }
 
+/// A positive integer of up to 64 bits.
+fn positive_u64(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<i128>() {
+        Ok(v) if v >= 1 => u64::try_from(v).map_err(|_| format!("{v} is too large")),
+        Ok(_) => Err("must be a positive integer".to_owned()),
+        Err(_) => Err("not a positive integer".to_owned()),
+    }
+}
+
 /// A finite number.
 fn finite_f64(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
@@ -384,7 +399,7 @@ pub struct Parsed {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Invocation {
     /// Train (no subcommand).
-    Train(Parsed),
+    Train(Box<Parsed>),
     /// `bp-train eval`.
     Eval(EvalArgs),
     /// `bp-train predict`.
@@ -407,7 +422,7 @@ impl Cli {
         T: Into<OsString> + Clone,
     {
         match Cli::parse_invocation_from(args)? {
-            Invocation::Train(parsed) => Ok(parsed),
+            Invocation::Train(parsed) => Ok(*parsed),
             Invocation::Eval(_) | Invocation::Predict(_) => Err(Cli::command().error(
                 ErrorKind::InvalidSubcommand,
                 "a training command line takes no subcommand",
@@ -427,7 +442,10 @@ impl Cli {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let matches = Cli::command().try_get_matches_from(args)?;
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let matches = Cli::command()
+            .try_get_matches_from(&args)
+            .map_err(|err| misplaced_flag(&err, &args).unwrap_or(err))?;
         let mut cli = Cli::from_arg_matches(&matches)?;
         match cli.command.take() {
             Some(Command::Eval(args)) => return Ok(Invocation::Eval(args)),
@@ -437,11 +455,11 @@ impl Cli {
         let std_given = matches.value_source("weight_init_std") == Some(ValueSource::CommandLine);
         let quiet = cli.quiet;
         let plot = cli.plot.clone();
-        Ok(Invocation::Train(Parsed {
+        Ok(Invocation::Train(Box::new(Parsed {
             run: cli.into_run_config(std_given)?,
             quiet,
             plot,
-        }))
+        })))
     }
 
     /// The run's configuration; `std_given` tells whether `--weight-init-std` was on the command line.
@@ -490,6 +508,7 @@ impl Cli {
                 metrics: self.metrics,
             },
             dtype: self.dtype,
+            max_memory_mib: self.max_memory_mib,
             save: self.save.map(|path| SaveConfig {
                 path,
                 best: self.save_best,
@@ -497,6 +516,136 @@ impl Cli {
             }),
         })
     }
+}
+
+/// The commands of `bp-train`: training (no subcommand, `None`) and each subcommand by name.
+fn commands() -> Vec<(Option<String>, clap::Command)> {
+    let root = Cli::command();
+    let mut all: Vec<(Option<String>, clap::Command)> = root
+        .get_subcommands()
+        .map(|c| (Some(c.get_name().to_owned()), c.clone()))
+        .collect();
+    all.insert(0, (None, root));
+    all
+}
+
+/// Whether `arg` is the flag `flag`, written `--long` or `-s`.
+fn is_flag(arg: &clap::Arg, flag: &str) -> bool {
+    if let Some(long) = flag.strip_prefix("--") {
+        return arg.get_long() == Some(long);
+    }
+    let mut short = flag.strip_prefix('-').unwrap_or_default().chars();
+    matches!((short.next(), short.next()), (Some(c), None) if arg.get_short() == Some(c))
+}
+
+/// Whether `command` has the flag `flag`, written `--long` or `-s`.
+fn has_flag(command: &clap::Command, flag: &str) -> bool {
+    command.get_arguments().any(|a| is_flag(a, flag))
+}
+
+/// The subcommand a command line gives (`None` for training): its first word that names one
+/// and is not the value of a flag before it.
+fn subcommand_of(args: &[OsString]) -> Option<String> {
+    let root = Cli::command();
+    let mut value_next = false;
+    for arg in args.iter().skip(1) {
+        let Some(arg) = arg.to_str() else {
+            value_next = false;
+            continue;
+        };
+        if std::mem::take(&mut value_next) {
+            continue;
+        }
+        if arg == "--" {
+            return None;
+        }
+        if arg.starts_with('-') {
+            value_next = !arg.contains('=')
+                && root
+                    .get_arguments()
+                    .any(|a| is_flag(a, arg) && a.get_action().takes_values());
+            continue;
+        }
+        return root
+            .get_subcommands()
+            .any(|c| c.get_name() == arg)
+            .then(|| arg.to_owned());
+    }
+    None
+}
+
+/// How a message names a command: "training" or "`bp-train eval`".
+fn command_name(command: Option<&str>) -> String {
+    command.map_or_else(|| "training".to_owned(), |c| format!("`bp-train {c}`"))
+}
+
+/// A clearer error for a flag given where it does not belong (a training flag after `eval`, or
+/// before it, an `eval` flag with `predict` or without a subcommand): the error names the flag
+/// and where it belongs. `None` for every other error, and for flags no command has.
+fn misplaced_flag(err: &clap::Error, args: &[OsString]) -> Option<clap::Error> {
+    use clap::error::{ContextKind, ContextValue};
+    let context = |kind| match err.get(kind) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let commands = commands();
+    let owners = |flag: &str| -> Vec<Option<String>> {
+        commands
+            .iter()
+            .filter(|(_, c)| has_flag(c, flag))
+            .map(|(name, _)| name.clone())
+            .collect()
+    };
+    let message = match err.kind() {
+        // A flag after a subcommand (or without one) that it does not take.
+        ErrorKind::UnknownArgument => {
+            let given = context(ContextKind::InvalidArg)?;
+            let flag = given.split('=').next().unwrap_or(&given).to_owned();
+            let owners = owners(&flag);
+            let here = subcommand_of(args);
+            if owners.is_empty() || owners.contains(&here) {
+                return None;
+            }
+            let belongs = owners
+                .iter()
+                .map(|o| command_name(o.as_deref()))
+                .collect::<Vec<_>>()
+                .join(" and ");
+            match here {
+                Some(sub) if owners.contains(&None) => format!(
+                    "{flag} is a training flag (bp-train without a subcommand); `bp-train {sub}` \
+                     does not take it"
+                ),
+                here => format!(
+                    "{flag} belongs to {belongs}; {} does not take it",
+                    command_name(here.as_deref())
+                ),
+            }
+        }
+        // A training flag before a subcommand.
+        ErrorKind::ArgumentConflict => {
+            let sub = context(ContextKind::InvalidSubcommand)?;
+            let prior = context(ContextKind::PriorArg)?;
+            // clap reads a stray word after a training flag as a subcommand too.
+            if !commands.iter().any(|(name, _)| name.as_ref() == Some(&sub)) {
+                return None;
+            }
+            let flag = prior.split([' ', '=']).next().unwrap_or(&prior).to_owned();
+            if owners(&flag).contains(&Some(sub.clone())) {
+                format!(
+                    "{flag} before `{sub}` is a training flag; to give it to `bp-train {sub}`, \
+                     put it after `{sub}`"
+                )
+            } else {
+                format!(
+                    "{flag} is a training flag (bp-train without a subcommand); `bp-train {sub}` \
+                     does not take it"
+                )
+            }
+        }
+        _ => return None,
+    };
+    Some(Cli::command().error(err.kind(), message))
 }
 
 /// The message of a clap error on one line: its first line, plus the list of possible values if
@@ -588,9 +737,12 @@ mod tests {
             "f64",
             "--metrics",
             "m.csv",
+            "--max-memory-mib",
+            "512",
             "--quiet",
         ])
         .unwrap();
+        assert_eq!(cfg.max_memory_mib, Some(512));
         assert_eq!(cfg.data_dir, PathBuf::from("d"));
         assert_eq!(
             cfg.net.stack,
@@ -736,6 +888,83 @@ mod tests {
             dir.display()
         );
         assert_eq!(resolve_data_dir(Some(Path::new("x"))), PathBuf::from("x"));
+    }
+
+    fn invocation_error(args: &[&str]) -> clap::Error {
+        Cli::parse_invocation_from(std::iter::once("bp-train").chain(args.iter().copied()))
+            .unwrap_err()
+    }
+
+    #[test]
+    fn flags_given_to_the_wrong_command_are_named_with_where_they_belong() {
+        let training = "is a training flag (bp-train without a subcommand)";
+        let cases: &[(&[&str], String)] = &[
+            (
+                &["eval", "--model", "m", "--batch-size", "5"],
+                format!("--batch-size {training}; `bp-train eval` does not take it"),
+            ),
+            (
+                &["eval", "--model", "m", "--max-memory-mib=5"],
+                format!("--max-memory-mib {training}; `bp-train eval` does not take it"),
+            ),
+            (
+                &["--seed", "3", "predict", "--model", "m", "x.png"],
+                format!("--seed {training}; `bp-train predict` does not take it"),
+            ),
+            (
+                &["--batch-norm", "eval", "--model", "m"],
+                format!("--batch-norm {training}; `bp-train eval` does not take it"),
+            ),
+            (
+                &["--data-dir", "eval", "eval", "--model", "m"],
+                "--data-dir before `eval` is a training flag; to give it to `bp-train eval`, put \
+                 it after `eval`"
+                    .to_owned(),
+            ),
+            (
+                &["--fit", "mnist"],
+                "--fit belongs to `bp-train predict`; training does not take it".to_owned(),
+            ),
+            (
+                &["eval", "--model", "m", "--fit", "mnist"],
+                "--fit belongs to `bp-train predict`; `bp-train eval` does not take it".to_owned(),
+            ),
+        ];
+        for (args, expected) in cases {
+            let err = invocation_error(args);
+            assert_eq!(
+                one_line_error(&err),
+                format!("error: {expected}"),
+                "{args:?}"
+            );
+            assert_eq!(err.exit_code(), 2);
+        }
+        // A word that is a flag's value is not taken for the subcommand.
+        let os = |args: &[&str]| args.iter().map(OsString::from).collect::<Vec<_>>();
+        assert_eq!(
+            subcommand_of(&os(&["bp-train", "--data-dir", "eval"])),
+            None
+        );
+        assert_eq!(
+            subcommand_of(&os(&["bp-train", "--data-dir=d", "eval", "--model", "m"])),
+            Some("eval".to_owned())
+        );
+        assert_eq!(
+            subcommand_of(&os(&["bp-train", "-q", "predict"])),
+            Some("predict".to_owned())
+        );
+        assert_eq!(subcommand_of(&os(&["bp-train", "--", "eval"])), None);
+        // Flags no command has, and stray words, keep clap's messages.
+        let err = invocation_error(&["predict", "--model", "m", "--bogus", "x.png"]);
+        assert_eq!(
+            one_line_error(&err),
+            "error: unexpected argument '--bogus' found"
+        );
+        let err = invocation_error(&["--layers", "affine 10", "stray"]);
+        assert_eq!(
+            one_line_error(&err),
+            "error: the subcommand 'stray' cannot be used with '--layers <LIST>'"
+        );
     }
 
     #[test]

@@ -64,6 +64,28 @@ pub enum EvalError {
         dir: PathBuf,
     },
 
+    /// The model's probabilities for some test images are NaN: its scores overflow the element
+    /// type. Its accuracy would count made-up classes, so there is none.
+    #[error(
+        "the model {} gives NaN scores for {count} of the {total} test images in {} (the first is \
+         image {first}): its weights are too large for {dtype}, so it has no accuracy",
+        model.display(), dir.display()
+    )]
+    NanScores {
+        /// The model file.
+        model: PathBuf,
+        /// The data directory.
+        dir: PathBuf,
+        /// The test images with NaN probabilities.
+        count: usize,
+        /// The test images.
+        total: usize,
+        /// The index of the first.
+        first: usize,
+        /// The model's element type.
+        dtype: &'static str,
+    },
+
     /// The predictions CSV file could not be written.
     #[error("cannot write the predictions file {}", path.display())]
     Predictions {
@@ -327,6 +349,23 @@ fn evaluate<A: ModelElement>(
         });
     }
     let (predicted, probs) = predict_all(&model.net, test.x.view());
+    let nan: Vec<usize> = probs
+        .rows()
+        .into_iter()
+        .enumerate()
+        .filter(|(_, row)| row.iter().any(|p| p.is_nan()))
+        .map(|(i, _)| i)
+        .collect();
+    if let Some(&first) = nan.first() {
+        return Err(EvalError::NanScores {
+            model: path.to_path_buf(),
+            dir: data_dir.to_path_buf(),
+            count: nan.len(),
+            total: t_test.len(),
+            first,
+            dtype: A::DTYPE.name(),
+        });
+    }
     if let Some(csv) = predictions {
         write_predictions(csv, &t_test, &predicted, &probs).map_err(|source| {
             EvalError::Predictions {
@@ -394,14 +433,39 @@ impl ImagePrediction {
     }
 }
 
+/// Why an image has no class.
+#[derive(Debug, thiserror::Error)]
+pub enum PredictError {
+    /// The image cannot be read; the message names it.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+
+    /// The model's probabilities for the image are NaN: its scores overflow the element type.
+    /// Any class would be made up.
+    #[error(
+        "{}: the model {} gives NaN scores for this image: its weights are too large for {dtype}",
+        image.display(), model.display()
+    )]
+    NanScores {
+        /// The image.
+        image: PathBuf,
+        /// The model file.
+        model: PathBuf,
+        /// The model's element type.
+        dtype: &'static str,
+    },
+}
+
 /// Classifies image files (PNG or PNM, prepared as [`crate::image::prepare_with`] describes,
-/// fitted as `fit` says) with a model: one result per path, in order; an image that cannot be read
-/// is an error naming it, and does not stop the others.
+/// fitted as `fit` says) with a model read from `model_path`: one result per path, in order; an
+/// image that cannot be read, or for which the model gives NaN scores, is an error naming it,
+/// and does not stop the others.
 pub fn classify_images<A: ModelElement>(
     model: &Model<A>,
+    model_path: &Path,
     paths: &[PathBuf],
     fit: Fit,
-) -> Vec<Result<ImagePrediction, ImageError>> {
+) -> Vec<Result<ImagePrediction, PredictError>> {
     let shape = model.info.image_shape;
     let mut sample = vec![1];
     sample.extend(model.net.input_shape());
@@ -420,11 +484,18 @@ pub fn classify_images<A: ModelElement>(
             .expect("prepare returns the model's input size");
             let scores = model.net.predict(x);
             let class = argmax(scores.row(0).iter().copied()).unwrap_or(0);
-            let probabilities = softmax(scores.view())
+            let probabilities: Vec<f64> = softmax(scores.view())
                 .row(0)
                 .iter()
                 .map(|p| p.to_f64().unwrap_or(f64::NAN))
                 .collect();
+            if probabilities.iter().any(|p| p.is_nan()) {
+                return Err(PredictError::NanScores {
+                    image: path.clone(),
+                    model: model_path.to_path_buf(),
+                    dtype: A::DTYPE.name(),
+                });
+            }
             Ok(ImagePrediction {
                 class,
                 probabilities,

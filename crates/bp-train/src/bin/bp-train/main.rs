@@ -5,6 +5,7 @@
 mod cli;
 mod eval;
 mod image;
+mod memory;
 mod outputs;
 mod plot;
 mod run;
@@ -12,8 +13,9 @@ mod run;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
+use bp_core::Compact;
 use bp_train::model_file::AnyModel;
-use bp_train::{Dtype, EpochReport, Observer, Plan};
+use bp_train::{Dtype, EpochReport, Observer, Plan, SettingNames, TrainError};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cli::{
@@ -38,7 +40,7 @@ fn main() -> ExitCode {
         }
     };
     match invocation {
-        Invocation::Train(parsed) => train(parsed),
+        Invocation::Train(parsed) => train(*parsed),
         Invocation::Eval(args) => eval(&args),
         Invocation::Predict(args) => predict(&args),
     }
@@ -81,10 +83,15 @@ fn train(
     printer.clear_bar();
     let (summary, saved, stopped_early) = match result {
         Ok(outcome) => outcome,
-        Err(err @ RunError::Layers(_)) => {
-            // A layer list that does not fit the data is a usage error, like a bad flag.
+        Err(err) if err.is_usage() => {
+            // A layer list that does not fit the data, a run too long or too large: usage errors,
+            // like a bad flag.
             eprintln!("error: {err}");
             return ExitCode::from(2);
+        }
+        Err(RunError::Train(err @ TrainError::Diverged { .. })) => {
+            eprintln!("error: {}", err.message_naming(&FLAG_NAMES));
+            return ExitCode::FAILURE;
         }
         Err(err) => return fail(err),
     };
@@ -108,7 +115,7 @@ fn train(
             "{}; {} lr {}, batch {}",
             printer.net,
             t.optimizer.name(),
-            t.lr,
+            Compact(t.lr),
             t.batch_size
         );
         if let Err(err) = write_learning_curves(path, &summary.epochs, &title) {
@@ -121,6 +128,14 @@ fn train(
     out(&final_line(&summary));
     ExitCode::SUCCESS
 }
+
+/// The flags that set what a diverging run's message blames.
+const FLAG_NAMES: SettingNames = SettingNames {
+    lr: "--lr",
+    weight_decay: "--weight-decay",
+    init_std: "--weight-init-std",
+    init: "--init",
+};
 
 /// Writes a line to stdout; a closed pipe is not worth a panic.
 fn out(line: &str) {
@@ -155,7 +170,7 @@ impl Observer for Printer<'_> {
         out(&format!(
             "train: {} lr {} ({} schedule), batch {} ({} sampling), {} iterations, {} per epoch, seed {}, {}",
             t.optimizer.name(),
-            t.lr,
+            Compact(t.lr),
             t.schedule.name(),
             plan.batch_size,
             t.sampling.name(),
@@ -287,8 +302,8 @@ fn predict(args: &PredictArgs) -> ExitCode {
         info.image_shape.1
     ));
     let results = match &model {
-        AnyModel::F32(m) => classify_images(m, &args.images, args.fit),
-        AnyModel::F64(m) => classify_images(m, &args.images, args.fit),
+        AnyModel::F32(m) => classify_images(m, &args.model, &args.images, args.fit),
+        AnyModel::F64(m) => classify_images(m, &args.model, &args.images, args.fit),
     };
     let names: Vec<String> = args
         .images

@@ -2,14 +2,16 @@
 
 use std::path::PathBuf;
 
-use bp_core::{Init, LayerError, LayerSpec};
+use bp_core::{Init, LayerError, LayerSpec, plan_stack};
 use bp_data::{DataError, MnistOptions, check_data_dir, load_mnist};
 use bp_train::model_file::{ModelElement, ModelError, ModelInfo, TrainingRecord, save_model};
 use bp_train::{
-    Activation, Dataset, Dtype, EpochReport, Flow, Length, MultiLayerConfig, NetOptions, Network,
-    Observer, Plan, Stream, TrainConfig, TrainError, TrainSummary, iters_per_epoch, rng,
+    Activation, Dataset, Dtype, EpochReport, Flow, MultiLayerConfig, NetOptions, Network, Observer,
+    Plan, Stream, TrainConfig, TrainError, TrainSummary, estimate_memory, iters_per_epoch, rng,
     train_with,
 };
+
+use crate::memory::{Limit, TooBig, check};
 
 /// What can stop a run.
 #[derive(Debug, thiserror::Error)]
@@ -27,9 +29,24 @@ pub enum RunError {
         dir: PathBuf,
     },
 
-    /// The layer list does not fit the data: a usage error, like a bad flag.
-    #[error("--layers: {0}")]
-    Layers(LayerError),
+    /// The layer list does not fit the data, or its sizes overflow: a usage error, like a bad
+    /// flag.
+    #[error("{flag}: {error}")]
+    Layers {
+        /// The flag that made the list: `--layers`, `--hidden` or `--classes`.
+        flag: &'static str,
+        /// The layer and what is wrong with it.
+        error: LayerError,
+    },
+
+    /// `--epochs` times the iterations per epoch overflow (the library's
+    /// [`TrainError::TooLong`], with the figures): a usage error.
+    #[error("--epochs: {0}")]
+    TooLong(TrainError),
+
+    /// The run would need more memory than it may use: a usage error.
+    #[error(transparent)]
+    Memory(#[from] Box<TooBig>),
 
     /// Training stopped.
     #[error(transparent)]
@@ -115,6 +132,17 @@ impl NetSpec {
     }
 }
 
+impl RunError {
+    /// Whether the error is the command line's fault, like a bad flag (exit status 2): a layer
+    /// list that does not fit the data, a run too long to count or too large for the memory.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            RunError::Layers { .. } | RunError::TooLong(_) | RunError::Memory(_)
+        )
+    }
+}
+
 /// Everything a run needs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunConfig {
@@ -130,6 +158,8 @@ pub struct RunConfig {
     pub train: TrainConfig,
     /// The element type.
     pub dtype: Dtype,
+    /// The memory the run may use, in MiB, instead of what the system has available.
+    pub max_memory_mib: Option<u64>,
     /// Where and how to save the trained model, if at all.
     pub save: Option<SaveConfig>,
 }
@@ -199,6 +229,8 @@ pub struct RunOutcome {
 /// [`RunError::Data`] for a missing or malformed data set (naming the file; the directory is
 /// checked before anything else), or one that would take more than `cfg.max_data_bytes`,
 /// [`RunError::EmptySet`], [`RunError::Layers`] for a layer list that does not fit the data,
+/// [`RunError::TooLong`] for more epochs than iterations can be counted, [`RunError::Memory`] for
+/// a run estimated to need more memory than it may use (checked before the network is built),
 /// [`RunError::Model`] if the model cannot be saved, and the errors of training.
 pub fn run<A: ModelElement>(
     cfg: &RunConfig,
@@ -206,6 +238,11 @@ pub fn run<A: ModelElement>(
 ) -> Result<RunOutcome, RunError> {
     check_data_dir(&cfg.data_dir)?;
     let layers_given = matches!(cfg.net.stack, Stack::Layers(_));
+    // Measured before the data is loaded: the estimate counts the data too.
+    let limit = match cfg.max_memory_mib {
+        Some(mib) => Some(Limit::from_mib(mib)),
+        None => Limit::detect(),
+    };
     let wants_images = match &cfg.net.stack {
         Stack::Layers(layers) => layers.first().is_some_and(LayerSpec::wants_images),
         Stack::Hidden { .. } => false,
@@ -243,26 +280,55 @@ pub fn run<A: ModelElement>(
         vec![rows * cols]
     };
     let layers = cfg.net.layers(rows * cols, data.classes);
+    let layer_error = |error: LayerError| RunError::Layers {
+        flag: match cfg.net.stack {
+            Stack::Layers(_) => "--layers",
+            Stack::Hidden { .. } if error.position == layers.len() && cfg.classes.is_some() => {
+                "--classes"
+            }
+            Stack::Hidden { .. } => "--hidden",
+        },
+        error,
+    };
+    // Everything that can be checked before the network and its buffers are allocated: the
+    // run's length, the layers' sizes, and the memory they all need.
+    let ipe = iters_per_epoch(data.train_size, cfg.train.batch_size);
+    let planned = cfg.train.length.iters(ipe).map_err(RunError::TooLong)?;
+    let plan = plan_stack(&layers, &input_shape).map_err(layer_error)?;
+    let estimate = estimate_memory(&plan, A::DTYPE, &cfg.train, data.train_size, data.test_size);
+    check(
+        estimate,
+        limit,
+        cfg.train.batch_size,
+        cfg.train.optimizer,
+        A::DTYPE.name(),
+    )?;
     let mut net = Network::<A>::new(
         &input_shape,
         layers.clone(),
         cfg.net.options(),
         &mut rng(cfg.train.seed, Stream::Init),
     )
-    .map_err(RunError::Layers)?;
+    .map_err(layer_error)?;
     if net.classes() != data.classes {
         let last = layers.len();
-        return Err(RunError::Layers(LayerError {
-            position: last,
-            text: layers[last - 1].to_string(),
-            reason: format!(
-                "the last layer gives {} scores, but the data in {} has {} classes{}",
-                net.classes(),
-                cfg.data_dir.display(),
-                data.classes,
-                if layers_given { "" } else { " (--classes)" }
-            ),
-        }));
+        return Err(RunError::Layers {
+            flag: if layers_given {
+                "--layers"
+            } else {
+                "--classes"
+            },
+            error: LayerError {
+                position: last,
+                text: layers[last - 1].to_string(),
+                reason: format!(
+                    "the last layer gives {} scores, but the data in {} has {} classes",
+                    net.classes(),
+                    cfg.data_dir.display(),
+                    data.classes,
+                ),
+            },
+        });
     }
     observer.loaded(&data, &net.describe());
     let train_set = Dataset::new(mnist.x_train.view(), &t_train);
@@ -283,12 +349,6 @@ pub fn run<A: ModelElement>(
         &mut observer,
         |n: &Network<A>, r: &EpochReport| keeper.after_epoch(n, r),
     )?;
-    let planned = match cfg.train.length {
-        Length::Iters(i) => i,
-        Length::Epochs(e) => {
-            e.saturating_mul(iters_per_epoch(data.train_size, cfg.train.batch_size))
-        }
-    };
     let stopped_early = keeper.stopped && summary.iters < planned;
     let saved = keeper.finish(&net, &summary)?;
     Ok(RunOutcome {
