@@ -185,13 +185,12 @@ pub enum ModelError {
     },
 
     /// The header's layer list cannot be built for its input shape.
-    #[error("the model file {} has a layer list that cannot be built: {source}", path.display())]
+    #[error("the model file {} has a layer list that cannot be built: {error}", path.display())]
     Layers {
         /// The file.
         path: PathBuf,
-        /// The layer, and what is wrong with it.
-        #[source]
-        source: LayerError,
+        /// The layer, and what is wrong with it (in the message, so not a `source` as well).
+        error: LayerError,
     },
 
     /// A metadata value is malformed, out of range or inconsistent with the rest.
@@ -836,9 +835,9 @@ impl ParsedFile<'_> {
         };
         // Every parameter is in the file: a layer list whose parameters need more bytes than the
         // whole file has is refused before anything is allocated for it.
-        let plan = plan_stack(&h.layers, &h.input_shape).map_err(|source| ModelError::Layers {
+        let plan = plan_stack(&h.layers, &h.input_shape).map_err(|error| ModelError::Layers {
             path: self.path(),
-            source,
+            error,
         })?;
         let needed = (plan.params() as u128).saturating_mul(size_of::<A>() as u128);
         if needed > self.len as u128 {
@@ -855,9 +854,9 @@ impl ParsedFile<'_> {
             options,
             &mut rng(0, Stream::Init),
         )
-        .map_err(|source| ModelError::Layers {
+        .map_err(|error| ModelError::Layers {
             path: self.path(),
-            source,
+            error,
         })?;
         if net.classes() != h.classes {
             return Err(self.bad(format!(

@@ -456,7 +456,7 @@ fn a_layer_list_that_cannot_be_built_names_the_layer() {
     }));
     let err = load_err(&zero);
     assert!(
-        matches!(&err, ModelError::Layers { source, .. } if source.position == 3),
+        matches!(&err, ModelError::Layers { error, .. } if error.position == 3),
         "{err:?}"
     );
     assert!(
@@ -464,6 +464,8 @@ fn a_layer_list_that_cannot_be_built_names_the_layer() {
             .ends_with("layer 3 `affine 0`: the number of outputs must be positive"),
         "{err}"
     );
+    // The layer's error is in the message once, not repeated as a cause.
+    assert!(std::error::Error::source(&err).is_none());
     let no_scores = edited(header(|h| {
         h["layers"].as_array_mut().unwrap().pop();
     }));
