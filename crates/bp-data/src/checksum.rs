@@ -6,7 +6,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use crate::error::DataError;
-use crate::file_kind::open_regular;
+use crate::file_kind::open_data_file;
 
 /// The largest checksum list read; a real one is a few hundred bytes.
 const MAX_SUMS_BYTES: u64 = 1 << 20;
@@ -32,7 +32,7 @@ pub fn sha256_file(path: impl AsRef<Path>) -> Result<String, DataError> {
             source,
         }
     };
-    let (file, _) = open_regular(path)?;
+    let (file, _) = open_data_file(path)?;
     sha256_reader(file).map_err(io_error("read"))
 }
 
@@ -124,7 +124,7 @@ fn read_sums(sums: &Path) -> Result<Vec<(String, String)>, DataError> {
             source,
         }
     };
-    let (file, _) = open_regular(sums)?;
+    let (file, _) = open_data_file(sums)?;
     let mut bytes = Vec::new();
     file.take(MAX_SUMS_BYTES + 1)
         .read_to_end(&mut bytes)

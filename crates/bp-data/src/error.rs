@@ -258,9 +258,9 @@ pub enum DataError {
     /// let dir = std::env::temp_dir();
     /// let err = read_idx(&dir).unwrap_err();
     /// assert!(matches!(err, DataError::NotAFile { kind: FileKind::Directory, .. }));
-    /// assert_eq!(err.to_string(), format!("{} is a directory, not a regular file", dir.display()));
+    /// assert_eq!(err.to_string(), format!("{} is a directory", dir.display()));
     /// ```
-    #[error("{} {}", file.display(), not_a_file_clause(kind))]
+    #[error("{} {}", file.display(), kind.not_a_file_clause())]
     NotAFile {
         /// The path.
         file: PathBuf,
@@ -269,7 +269,7 @@ pub enum DataError {
     },
 
     /// The data directory is missing or not a directory, found before any file in it is looked for.
-    #[error("the data directory {} {}", dir.display(), not_a_dir_clause(kind))]
+    #[error("the data directory {} {}", dir.display(), kind.not_a_dir_clause())]
     NotADirectory {
         /// The path given as the directory.
         dir: PathBuf,
@@ -467,23 +467,6 @@ pub enum DataError {
     },
 }
 
-/// What a path that should be a regular file is: `is a directory, not a regular file`.
-fn not_a_file_clause(kind: &FileKind) -> String {
-    match kind {
-        FileKind::DanglingLink { .. } | FileKind::Missing | FileKind::Other => kind.to_string(),
-        _ => format!("{kind}, not a regular file"),
-    }
-}
-
-/// What a path that should be a directory is: `does not exist`, `is a file, not a directory`.
-fn not_a_dir_clause(kind: &FileKind) -> String {
-    match kind {
-        FileKind::DanglingLink { .. } | FileKind::Missing => kind.to_string(),
-        FileKind::Other => "is not a directory".to_owned(),
-        _ => format!("{kind}, not a directory"),
-    }
-}
-
 const MIB: u64 = 1 << 20;
 
 /// Bytes as MiB, rounded to a tenth (a tenth at least, for any bytes), without the decimal when it
@@ -611,7 +594,7 @@ mod tests {
         };
         assert_eq!(
             err.to_string(),
-            "d/t10k-labels-idx1-ubyte is a FIFO (named pipe), not a regular file"
+            "d/t10k-labels-idx1-ubyte is a FIFO, not a regular file"
         );
         let err = DataError::NotAFile {
             file: "d/x.gz".into(),
@@ -621,7 +604,7 @@ mod tests {
         };
         assert_eq!(
             err.to_string(),
-            "d/x.gz is a symbolic link to a missing file, d/y.gz"
+            "d/x.gz is a symbolic link to d/y.gz, which does not exist"
         );
         let dir = |kind| DataError::NotADirectory {
             dir: "data".into(),

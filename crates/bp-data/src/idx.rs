@@ -25,7 +25,7 @@ use flate2::write::GzEncoder;
 use ndarray::{ArrayBase, ArrayD, Data, Dimension, IxDyn};
 
 use crate::error::DataError;
-use crate::file_kind::open_regular;
+use crate::file_kind::open_data_file;
 use crate::idx_type::IdxType;
 
 /// The first two bytes of every gzip member.
@@ -357,7 +357,7 @@ impl IdxFile {
     /// Opens `path` (a regular file only) and reads and checks its header; see [`IdxFile`].
     pub fn open(path: impl AsRef<Path>, limits: &Limits) -> Result<IdxFile, DataError> {
         let path = path.as_ref();
-        let (file, meta) = open_regular(path)?;
+        let (file, meta) = open_data_file(path)?;
         // A regular file's length says how many bytes a read will give (not so for /proc files,
         // which are regular but report 0).
         let size = (meta.len() > 0).then_some(meta.len());

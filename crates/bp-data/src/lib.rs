@@ -24,11 +24,15 @@
 //! are verified.
 //!
 //! Only regular files are opened: a directory, a FIFO (which would block the reader), a device or a
-//! dangling symbolic link is [`DataError::NotAFile`], saying which ([`FileKind`]). The MNIST loader
-//! reads the headers of all its files first and checks them against each other (element types,
-//! ranks, image and label counts, image sizes) and the memory the converted arrays will take against
-//! [`MnistOptions::max_bytes`] before it reads any data: a megabyte of gzip'd zeros declaring a
-//! gigabyte of images is refused from its header ([`DataError::DataTooLarge`]), not decompressed.
+//! dangling symbolic link is [`DataError::NotAFile`], saying which ([`FileKind`]). The same open,
+//! [`open_regular`] (an [`io::Error`](std::io::Error) saying `it is a FIFO, not a regular file`),
+//! [`open_nonblocking`] and [`link_target`] serve bp-train's model files, images and outputs.
+//!
+//! The MNIST loader reads the headers of all its files first and checks them against each other
+//! (element types, ranks, image and label counts, image sizes) and the memory the converted arrays
+//! will take against [`MnistOptions::max_bytes`] before it reads any data: a megabyte of gzip'd
+//! zeros declaring a gigabyte of images is refused from its header ([`DataError::DataTooLarge`]),
+//! not decompressed.
 //!
 //! ```
 //! use bp_data::{Compression, DataError, Limits, read_idx_from, write_idx_to};
@@ -55,7 +59,7 @@ mod mnist;
 
 pub use checksum::{sha256_file, verify_sha256sums};
 pub use error::DataError;
-pub use file_kind::FileKind;
+pub use file_kind::{FileKind, link_target, open_nonblocking, open_regular};
 pub use idx::{
     Compression, IdxArray, IdxElement, IdxFile, Limits, read_idx, read_idx_as, read_idx_from,
     read_idx_with, write_idx, write_idx_to,

@@ -452,12 +452,12 @@ fn data_files_that_are_not_files_say_what_they_are() {
             (
                 "directory",
                 FileKind::Directory,
-                "is a directory, not a regular file".to_owned(),
+                "is a directory".to_owned(),
             ),
             (
                 "fifo",
                 FileKind::Fifo,
-                "is a FIFO (named pipe), not a regular file".to_owned(),
+                "is a FIFO, not a regular file".to_owned(),
             ),
             (
                 "dangling",
@@ -465,7 +465,7 @@ fn data_files_that_are_not_files_say_what_they_are() {
                     target: dir.join("nowhere.gz"),
                 },
                 format!(
-                    "is a symbolic link to a missing file, {}",
+                    "is a symbolic link to {}, which does not exist",
                     dir.join("nowhere.gz").display()
                 ),
             ),
@@ -596,18 +596,14 @@ fn a_data_directory_that_is_not_one_says_what_it_is() {
             FileKind::Missing,
             "does not exist".into(),
         ),
-        (
-            fifo,
-            FileKind::Fifo,
-            "is a FIFO (named pipe), not a directory".into(),
-        ),
+        (fifo, FileKind::Fifo, "is a FIFO, not a directory".into()),
         (
             dangling,
             FileKind::DanglingLink {
                 target: tmp.join("gone"),
             },
             format!(
-                "is a symbolic link to a missing file, {}",
+                "is a symbolic link to {}, which does not exist",
                 tmp.join("gone").display()
             ),
         ),

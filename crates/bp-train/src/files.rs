@@ -11,6 +11,10 @@
 //! [`train`](crate::train) apply it when they write; the `bp-train` command applies it to every
 //! output before it loads any data.
 //!
+//! What a path is ([`FileKind`]), where a chain of links leads ([`link_target`]) and the open of a
+//! regular file ([`open_regular`]) are bp-data's, which opens the data files the same way, so that
+//! both crates call a path what it is in the same words.
+//!
 //! The errors are [`io::Error`]s whose messages say what is wrong with the path, as `it is a FIFO,
 //! not a regular file`: the caller names the path (`cannot read the model file m.safetensors: it
 //! is a FIFO, not a regular file`). A path reached through a symbolic link is named in full
@@ -21,132 +25,8 @@ use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-/// The most symbolic links followed from one path, as Linux's own limit.
-const MAX_LINKS: usize = 40;
-
-/// What a file is, for messages: `a regular file`, `a directory`, `a FIFO`, `a character device`,
-/// `a block device`, `a socket`, `a symbolic link`.
-pub fn kind_of(meta: &Metadata) -> &'static str {
-    let t = meta.file_type();
-    if t.is_file() {
-        return "a regular file";
-    }
-    if t.is_dir() {
-        return "a directory";
-    }
-    if t.is_symlink() {
-        return "a symbolic link";
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        if t.is_fifo() {
-            return "a FIFO";
-        }
-        if t.is_char_device() {
-            return "a character device";
-        }
-        if t.is_block_device() {
-            return "a block device";
-        }
-        if t.is_socket() {
-            return "a socket";
-        }
-    }
-    "a special file"
-}
-
-/// The error for a file that is not a regular file; `it` names it (`it`, or `its link target X`).
-fn not_regular(it: &str, meta: &Metadata) -> io::Error {
-    let kind = kind_of(meta);
-    if meta.is_dir() {
-        io::Error::new(io::ErrorKind::IsADirectory, format!("{it} is {kind}"))
-    } else {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{it} is {kind}, not a regular file"),
-        )
-    }
-}
-
-/// The file a path finally names, following symbolic links (a chain of them too, each relative
-/// to the directory of the link that holds it) until a path that is not a link: it may not exist
-/// (a dangling link names the file it would create). The path's directories are not resolved.
-///
-/// # Errors
-///
-/// A loop of links, or a chain longer than 40; an error reading a link.
-pub fn link_target(path: &Path) -> io::Result<PathBuf> {
-    let mut p = path.to_path_buf();
-    for _ in 0..=MAX_LINKS {
-        match fs::symlink_metadata(&p) {
-            Ok(m) if m.file_type().is_symlink() => {
-                let to = fs::read_link(&p)?;
-                p = match p.parent() {
-                    Some(dir) if to.is_relative() => dir.join(to),
-                    _ => to,
-                };
-            }
-            _ => return Ok(p),
-        }
-    }
-    Err(io::Error::new(
-        io::ErrorKind::InvalidInput,
-        format!("it is a loop of symbolic links (or a chain of more than {MAX_LINKS})"),
-    ))
-}
-
-/// Opens `path` with `options`, and on unix with `O_NONBLOCK`, so that the open of a FIFO does not
-/// wait for the other end (reads and writes of regular files are unaffected by the flag).
-fn open_nonblocking(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NONBLOCK);
-    }
-    options.open(path)
-}
-
-/// Opens a file for reading if it is a regular file (a symbolic link to one included).
-///
-/// What the path names is looked at before it is opened, and the open file again (the path might
-/// have changed in between); the open cannot block.
-///
-/// # Errors
-///
-/// `it is a FIFO, not a regular file` (`a directory`, `a character device`, ...); `it is a symbolic
-/// link to X, which does not exist`; and the system's errors (a missing file, no permission).
-pub fn open_regular(path: &Path) -> io::Result<File> {
-    let meta = fs::metadata(path).map_err(|e| explain_missing(path, e))?;
-    if !meta.is_file() {
-        return Err(not_regular("it", &meta));
-    }
-    let file = open_nonblocking(OpenOptions::new().read(true), path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(not_regular("it", &meta));
-    }
-    Ok(file)
-}
-
-/// A missing file's error, saying so when the path is a symbolic link that leads nowhere.
-fn explain_missing(path: &Path, err: io::Error) -> io::Error {
-    if err.kind() != io::ErrorKind::NotFound
-        || !fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
-    {
-        return err;
-    }
-    match link_target(path) {
-        Ok(target) => io::Error::new(
-            io::ErrorKind::NotFound,
-            format!(
-                "it is a symbolic link to {}, which does not exist",
-                target.display()
-            ),
-        ),
-        Err(loop_error) => loop_error,
-    }
-}
+use bp_data::open_nonblocking;
+pub use bp_data::{FileKind, link_target, open_regular};
 
 /// `n` bytes, with the size in MiB or GiB where that is shorter to read.
 fn bytes_text(n: u64) -> String {
@@ -258,7 +138,9 @@ pub(crate) fn prepare_output(path: &Path, mode: WriteMode, probe: bool) -> io::R
     }
     let dir = parent_dir(&target);
     let existing = match fs::symlink_metadata(&target) {
-        Ok(meta) if !meta.is_file() => return Err(not_regular(&it, &meta)),
+        Ok(meta) if !meta.is_file() => {
+            return Err(FileKind::from_metadata(&meta).not_a_file_error(&it));
+        }
         Ok(meta) => {
             // Opening for writing, without truncating, is the permission check that holds for
             // every user, root included, and for read-only file systems.
@@ -274,7 +156,11 @@ pub(crate) fn prepare_output(path: &Path, mode: WriteMode, probe: bool) -> io::R
         Ok(meta) => {
             return Err(io::Error::new(
                 io::ErrorKind::NotADirectory,
-                format!("{} is {}, not a directory", dir.display(), kind_of(&meta)),
+                format!(
+                    "{} {}",
+                    dir.display(),
+                    FileKind::from_metadata(&meta).not_a_dir_clause()
+                ),
             ));
         }
         Err(e) => return Err(dir_error(&dir, e)),
@@ -378,7 +264,7 @@ pub fn create_in_place(path: &Path) -> io::Result<File> {
     let file = open_nonblocking(OpenOptions::new().write(true).create(true), &out.target)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
-        return Err(not_regular("it", &meta));
+        return Err(FileKind::from_metadata(&meta).not_a_file_error("it"));
     }
     file.set_len(0)?;
     Ok(file)
@@ -393,28 +279,6 @@ mod tests {
         assert_eq!(bytes_text(1000), "1000 bytes");
         assert_eq!(bytes_text(3 << 20), "3145728 bytes (3.0 MiB)");
         assert_eq!(bytes_text(1 << 30), "1073741824 bytes (1.0 GiB)");
-    }
-
-    #[test]
-    fn a_chain_of_links_is_followed_to_the_file_it_names() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        fs::create_dir(d.join("sub")).unwrap();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::symlink;
-            symlink("sub/b", d.join("a")).unwrap();
-            symlink("c", d.join("sub/b")).unwrap(); // relative to sub/
-            assert_eq!(link_target(&d.join("a")).unwrap(), d.join("sub/c"));
-            symlink("loop2", d.join("loop1")).unwrap();
-            symlink("loop1", d.join("loop2")).unwrap();
-            let err = link_target(&d.join("loop1")).unwrap_err();
-            assert!(
-                err.to_string()
-                    .starts_with("it is a loop of symbolic links")
-            );
-        }
-        assert_eq!(link_target(&d.join("plain")).unwrap(), d.join("plain"));
     }
 
     #[test]

@@ -385,16 +385,16 @@ fn make_special(kind: &str, path: &Path) -> String {
     match kind {
         "directory" => {
             std::fs::create_dir(path).unwrap();
-            "is a directory, not a regular file".to_owned()
+            "is a directory".to_owned()
         }
         "fifo" => {
             mkfifo(path);
-            "is a FIFO (named pipe), not a regular file".to_owned()
+            "is a FIFO, not a regular file".to_owned()
         }
         "dangling link" => {
             std::os::unix::fs::symlink("gone.gz", path).unwrap();
             format!(
-                "is a symbolic link to a missing file, {}",
+                "is a symbolic link to {}, which does not exist",
                 path.with_file_name("gone.gz").display()
             )
         }
@@ -455,11 +455,11 @@ fn a_data_dir_that_is_not_a_directory_is_said_to_be_what_it_is() {
     let cases = [
         (file, "is a file, not a directory".to_owned()),
         (tmp.path().join("missing"), "does not exist".to_owned()),
-        (fifo, "is a FIFO (named pipe), not a directory".to_owned()),
+        (fifo, "is a FIFO, not a directory".to_owned()),
         (
             link,
             format!(
-                "is a symbolic link to a missing file, {}",
+                "is a symbolic link to {}, which does not exist",
                 tmp.path().join("gone").display()
             ),
         ),
@@ -520,7 +520,7 @@ fn eval_reads_only_the_test_files() {
     assert_fails(
         &["--data-dir", s(dir.path())],
         &format!(
-            "error: {} is a FIFO (named pipe), not a regular file",
+            "error: {} is a FIFO, not a regular file",
             dir.path().join(GZ[0]).display()
         ),
     );
