@@ -6,7 +6,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use crate::error::DataError;
-use crate::file_kind::open_data_file;
+use crate::open::open_data_file;
 
 /// The largest checksum list read; a real one is a few hundred bytes.
 const MAX_SUMS_BYTES: u64 = 1 << 20;

@@ -9,8 +9,6 @@ use std::fs::{self, File, Metadata, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::error::DataError;
-
 /// What a path names, for messages: "is a directory", "is a FIFO", "is a symbolic link to
 /// `target`, which does not exist", ...
 ///
@@ -239,7 +237,7 @@ pub fn open_nonblocking(options: &mut OpenOptions, path: &Path) -> io::Result<Fi
 }
 
 /// Why [`open_checked`] did not open a file.
-enum Refused {
+pub(crate) enum Refused {
     /// It is not a regular file.
     NotAFile(FileKind),
     /// The system's error of opening (a missing file, no permission, a loop of links) or of
@@ -252,7 +250,7 @@ enum Refused {
 /// The kind is checked before opening, and again on the opened file, which is opened without
 /// blocking: a path swapped for a FIFO in between cannot make it wait for a writer. A missing path,
 /// or one whose kind cannot be found out, is left for the open to say why.
-fn open_checked(path: &Path) -> Result<(File, Metadata), Refused> {
+pub(crate) fn open_checked(path: &Path) -> Result<(File, Metadata), Refused> {
     match FileKind::of(path) {
         FileKind::Regular | FileKind::Missing | FileKind::Other => {}
         kind => return Err(Refused::NotAFile(kind)),
@@ -289,27 +287,11 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
     }
 }
 
-/// [`open_regular`] for this crate's readers, with the file's metadata: what is not a regular file
-/// is [`DataError::NotAFile`] saying what it is, and a missing file [`DataError::Io`] (`open`).
-pub(crate) fn open_data_file(path: &Path) -> Result<(File, Metadata), DataError> {
-    open_checked(path).map_err(|refused| match refused {
-        Refused::NotAFile(kind) => DataError::NotAFile {
-            file: path.to_path_buf(),
-            kind,
-        },
-        Refused::Io(source) => DataError::Io {
-            file: path.to_path_buf(),
-            action: "open",
-            source,
-        },
-    })
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn scratch(name: &str) -> PathBuf {
+    pub(crate) fn scratch(name: &str) -> PathBuf {
         let dir =
             std::env::temp_dir().join(format!("bp-data-file-kind-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
@@ -320,7 +302,7 @@ mod tests {
     /// Makes a FIFO at `path`.
     #[cfg(unix)]
     #[allow(unsafe_code)]
-    fn mkfifo(path: &Path) {
+    pub(crate) fn mkfifo(path: &Path) {
         let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: `c` is a NUL-terminated path that outlives the call.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
@@ -450,8 +432,8 @@ mod tests {
         // A loop is no dangling link; it cannot be opened either, and says so as an open error.
         assert_eq!(FileKind::of(dir.join("loop-a")), FileKind::Other);
         assert!(matches!(
-            open_data_file(&dir.join("loop-a")),
-            Err(DataError::Io { action: "open", .. })
+            open_checked(&dir.join("loop-a")),
+            Err(Refused::Io(_))
         ));
         assert_eq!(
             open_regular(&dir.join("loop-a"))
@@ -469,34 +451,7 @@ mod tests {
         let dir = scratch("open");
         let fifo = dir.join("fifo");
         mkfifo(&fifo);
-        assert!(matches!(
-            open_data_file(&fifo),
-            Err(DataError::NotAFile {
-                kind: FileKind::Fifo,
-                ..
-            })
-        ));
-        assert!(matches!(
-            open_data_file(&dir),
-            Err(DataError::NotAFile {
-                kind: FileKind::Directory,
-                ..
-            })
-        ));
-        assert!(matches!(
-            open_data_file(Path::new("/dev/zero")),
-            Err(DataError::NotAFile {
-                kind: FileKind::CharDevice,
-                ..
-            })
-        ));
-        assert!(matches!(
-            open_data_file(&dir.join("none")),
-            Err(DataError::Io { action: "open", .. })
-        ));
         fs::write(dir.join("f"), b"abc").unwrap();
-        let (_, meta) = open_data_file(&dir.join("f")).unwrap();
-        assert_eq!(meta.len(), 3);
         // The same refusals as io errors, the path called `it`.
         let message = |path: &Path| open_regular(path).unwrap_err().to_string();
         assert_eq!(message(&fifo), "it is a FIFO, not a regular file");

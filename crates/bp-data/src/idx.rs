@@ -25,8 +25,8 @@ use flate2::write::GzEncoder;
 use ndarray::{ArrayBase, ArrayD, Data, Dimension, IxDyn};
 
 use crate::error::DataError;
-use crate::file_kind::open_data_file;
 use crate::idx_type::IdxType;
+use crate::open::open_data_file;
 
 /// The first two bytes of every gzip member.
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];

@@ -56,6 +56,7 @@ mod file_kind;
 mod idx;
 mod idx_type;
 mod mnist;
+mod open;
 
 pub use checksum::{sha256_file, verify_sha256sums};
 pub use error::DataError;
