@@ -292,7 +292,7 @@ impl<A: NdFloat> Layer<A> for Affine<A> {
     }
 
     #[track_caller]
-    fn load_tensor(&mut self, name: &str, value: ArrayViewD<'_, A>) {
+    fn load_tensor(&mut self, name: &str, value: ArrayViewD<'_, A>) -> Result<(), String> {
         match name {
             "weight" => load_into(
                 "Affine",
@@ -303,6 +303,7 @@ impl<A: NdFloat> Layer<A> for Affine<A> {
             "bias" => load_into("Affine", name, self.b.view_mut().into_dyn(), value),
             _ => panic!("Affine::load_tensor: no tensor `{name}`; Affine has `weight` and `bias`"),
         }
+        Ok(())
     }
 }
 
@@ -454,7 +455,7 @@ mod tests {
         );
         let mut copy = Affine::<f64>::new(Array2::zeros((2, 3)), Array1::zeros(3));
         for (name, v) in &seen {
-            copy.load_tensor(name, v.view());
+            copy.load_tensor(name, v.view()).unwrap();
         }
         assert_eq!(copy.w(), affine.w());
         assert_eq!(copy.b(), affine.b());

@@ -359,8 +359,14 @@ impl<A: NdFloat> Layer<A> for BatchNorm<A> {
         f("running_var", self.running_var.view().into_dyn());
     }
 
+    /// A `running_var` with a negative element is refused: inference divides by its square root.
     #[track_caller]
-    fn load_tensor(&mut self, name: &str, value: ArrayViewD<'_, A>) {
+    fn load_tensor(&mut self, name: &str, value: ArrayViewD<'_, A>) -> Result<(), String> {
+        if name == "running_var"
+            && let Some(v) = value.iter().find(|&&v| v < A::zero())
+        {
+            return Err(format!("holds a negative variance, {v}"));
+        }
         let target = match name {
             "weight" => &mut self.gamma,
             "bias" => &mut self.beta,
@@ -372,12 +378,38 @@ impl<A: NdFloat> Layer<A> for BatchNorm<A> {
             ),
         };
         load_into("BatchNorm", name, target.view_mut().into_dyn(), value);
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tensors_load_back_and_a_negative_variance_is_refused() {
+        let mut bn = BatchNorm::<f64>::with_params(array![2.0, 3.0], array![0.5, -0.5]);
+        bn.load_tensor("running_mean", array![1.0, 2.0].into_dyn().view())
+            .unwrap();
+        bn.load_tensor("running_var", array![4.0, 0.0].into_dyn().view())
+            .unwrap();
+        assert_eq!(bn.running_var(), &array![4.0, 0.0]);
+        let err = bn
+            .load_tensor("running_var", array![1.0, -0.25].into_dyn().view())
+            .unwrap_err();
+        assert_eq!(err, "holds a negative variance, -0.25");
+        assert_eq!(
+            bn.running_var(),
+            &array![4.0, 0.0],
+            "a refused load changes nothing"
+        );
+        let mut seen = Vec::new();
+        bn.visit_tensors(&mut |name, v| seen.push((name.to_owned(), v.to_owned())));
+        let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["weight", "bias", "running_mean", "running_var"]);
+        assert_eq!(seen[0].1, array![2.0, 3.0].into_dyn());
+        assert_eq!(seen[2].1, array![1.0, 2.0].into_dyn());
+    }
     use ndarray::{Array, Ix2, array};
 
     fn two_d<A: NdFloat>(a: ArrayD<A>) -> Array2<A> {

@@ -180,12 +180,17 @@ pub trait Layer<A: NdFloat>: LayerClone<A> + AsAny + Send + Sync {
     /// Replaces the tensor that [`visit_tensors`](Layer::visit_tensors) names `name` with `value`,
     /// given in the same layout.
     ///
+    /// # Errors
+    ///
+    /// Values the layer cannot hold (a negative variance, say), with the reason; the layer is then
+    /// unchanged.
+    ///
     /// # Panics
     ///
     /// If the layer has no tensor of that name, or `value` does not have its shape (a model file
     /// reader checks both against `visit_tensors` first).
     #[track_caller]
-    fn load_tensor(&mut self, name: &str, value: ArrayViewD<'_, A>) {
+    fn load_tensor(&mut self, name: &str, value: ArrayViewD<'_, A>) -> Result<(), String> {
         panic!(
             "{}::load_tensor: the layer has no tensor `{name}` (given one of shape {:?})",
             self.name(),

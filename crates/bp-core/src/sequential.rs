@@ -143,7 +143,7 @@ impl<A: NdFloat> Layer<A> for Sequential<A> {
     }
 
     #[track_caller]
-    fn load_tensor(&mut self, name: &str, value: ArrayViewD<'_, A>) {
+    fn load_tensor(&mut self, name: &str, value: ArrayViewD<'_, A>) -> Result<(), String> {
         let layer = name
             .split_once('.')
             .and_then(|(i, rest)| Some((i.parse::<usize>().ok()?, rest)))

@@ -250,6 +250,17 @@ pub enum ModelError {
         found: String,
     },
 
+    /// A tensor holds a value its layer cannot take (a negative variance).
+    #[error("the model file {}: tensor `{name}` {reason}", path.display())]
+    BadValue {
+        /// The file.
+        path: PathBuf,
+        /// The tensor's name.
+        name: String,
+        /// What is wrong with its values.
+        reason: String,
+    },
+
     /// A tensor holds NaN or an infinity.
     #[error("the model file {}: tensor `{name}` holds a NaN or infinite value", path.display())]
     NonFinite {
@@ -879,7 +890,13 @@ impl ParsedFile<'_> {
         for (name, shape) in &expected {
             let full = format!("{PREFIX}.{name}");
             let value = self.tensor::<A>(&full, shape)?;
-            net.layers_mut().load_tensor(name, value.view());
+            net.layers_mut()
+                .load_tensor(name, value.view())
+                .map_err(|reason| ModelError::BadValue {
+                    path: self.path(),
+                    name: full,
+                    reason,
+                })?;
         }
         let mut extra: Vec<&str> = self
             .tensors

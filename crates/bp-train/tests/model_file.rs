@@ -232,7 +232,14 @@ impl safetensors::View for &RawTensor {
 
 /// The bytes of a valid model file, changed by `edit` (metadata and tensors).
 fn edited(edit: impl FnOnce(&mut HashMap<String, String>, &mut Vec<RawTensor>)) -> Vec<u8> {
-    let bytes = to_bytes(&two_layer_net(), &two_layer_info());
+    edited_bytes(to_bytes(&two_layer_net(), &two_layer_info()), edit)
+}
+
+/// The bytes of a model file, changed by `edit`.
+fn edited_bytes(
+    bytes: Vec<u8>,
+    edit: impl FnOnce(&mut HashMap<String, String>, &mut Vec<RawTensor>),
+) -> Vec<u8> {
     let st = SafeTensors::deserialize(&bytes).unwrap();
     let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
     let mut meta = header.metadata().clone().unwrap();
@@ -638,6 +645,32 @@ fn a_network_from_a_layer_list_round_trips_bit_for_bit() {
     }
     round_trip::<f32>();
     round_trip::<f64>();
+}
+
+#[test]
+fn a_negative_running_variance_is_refused() {
+    let net = trained(MultiLayerNet::<f64>::new(
+        rich_config(),
+        &mut Xoshiro256PlusPlus::seed_from_u64(2),
+    ));
+    let bytes = to_bytes(&net, &ModelInfo::new((2, 3)));
+    assert!(AnyModel::from_bytes(&bytes, Path::new("ok.safetensors")).is_ok());
+    let negative = edited_bytes(bytes, |_, t| {
+        let v = t
+            .iter_mut()
+            .find(|t| t.name == "layers.5.running_var")
+            .unwrap();
+        v.data[8..16].copy_from_slice(&(-0.5f64).to_le_bytes());
+    });
+    let err = load_err(&negative);
+    assert!(
+        matches!(&err, ModelError::BadValue { name, .. } if name == "layers.5.running_var"),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "the model file bad.safetensors: tensor `layers.5.running_var` holds a negative variance, -0.5"
+    );
 }
 
 #[test]
