@@ -9,15 +9,13 @@
 
 mod common;
 
-use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bp_data::{Compression, write_idx};
+use common::bounded::{self, Run, mkfifo};
 use common::{TempDir, digits, write_digits};
 use ndarray::Array1;
 
@@ -40,65 +38,15 @@ const GZ: [&str; 4] = [
     "t10k-labels-idx1-ubyte.gz",
 ];
 
-struct Run {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-    took: Duration,
-}
-
 /// Runs bp-train with `args`, its memory limited to [`MEMORY_LIMIT`] and killed after
 /// [`TIME_LIMIT`] (which fails the test).
-#[allow(unsafe_code)]
 fn bp_train<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bp-train"));
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // SAFETY: the closure runs in the child between fork and exec, and only calls setrlimit, which
-    // is async-signal-safe, on a value on its own stack.
-    unsafe {
-        cmd.pre_exec(|| {
-            let limit = libc::rlimit {
-                rlim_cur: MEMORY_LIMIT as libc::rlim_t,
-                rlim_max: MEMORY_LIMIT as libc::rlim_t,
-            };
-            if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let start = Instant::now();
-    let mut child = cmd.spawn().expect("run bp-train");
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().expect("piped")));
-    let err = drain(Box::new(child.stderr.take().expect("piped")));
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for bp-train") {
-            break status;
-        }
-        if start.elapsed() > TIME_LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            let args: Vec<_> = args.iter().map(|a| a.as_ref().to_owned()).collect();
-            panic!("bp-train {args:?} did not finish in {TIME_LIMIT:?} (blocked on a FIFO?)");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Run {
-        status,
-        took: start.elapsed(),
-        stdout: out.join().expect("stdout reader"),
-        stderr: err.join().expect("stderr reader"),
-    }
+    let shown: Vec<_> = args.iter().map(|a| a.as_ref().to_owned()).collect();
+    bounded::run(
+        bounded::command(args, MEMORY_LIMIT),
+        TIME_LIMIT,
+        &format!("bp-train {shown:?}"),
+    )
 }
 
 /// Exit status 1, nothing on stdout, and exactly the line `expected` on stderr.
@@ -162,14 +110,6 @@ fn plant_bomb(dir: &Path, images: &str, labels: &str) {
     assert!(bomb.len() < 2_000_000, "{} bytes", bomb.len());
     std::fs::write(dir.join(images), bomb).unwrap();
     std::fs::write(dir.join(labels), gz_bomb(&header(0x08, &[n]), u64::from(n))).unwrap();
-}
-
-/// Makes a FIFO at `path`.
-#[allow(unsafe_code)]
-fn mkfifo(path: &Path) {
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: `c` is a NUL-terminated path that outlives the call.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
 }
 
 /// A fresh temporary directory, unique within the process (tests run in parallel).

@@ -17,15 +17,13 @@ mod common;
 
 use std::ffi::CString;
 use std::fs;
-use std::io::{self, Read};
+use std::io::{self};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt, symlink};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bp_core::parse_layers;
 use bp_train::files::{WriteMode, check_output, read_regular};
@@ -33,6 +31,7 @@ use bp_train::model_file::{
     AnyModel, MAX_MODEL_BYTES, Model, ModelError, ModelInfo, save_model, to_bytes,
 };
 use bp_train::{NetOptions, Network, Stream, TwoLayerNet, rng, write_atomic};
+use common::bounded::{self, Run, mkfifo};
 use common::write_digits;
 use ndarray::Array2;
 
@@ -44,13 +43,6 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long an in-process read or write may take.
 const IN_PROCESS_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// What a run printed, and its exit status.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
 
 impl Run {
     /// The one line of stderr of a failed run, checked to be one line.
@@ -65,55 +57,9 @@ impl Run {
 /// Runs `bp-train` in `dir` with bounded memory and time.
 #[track_caller]
 fn bp_train(dir: &Path, args: &[&str]) -> Run {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_bp-train"));
-    command
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // SAFETY: between fork and exec the closure only calls setrlimit, which is async-signal-safe,
-    // and allocates nothing.
-    unsafe {
-        command.pre_exec(|| {
-            let limit = libc::rlimit {
-                rlim_cur: MEMORY as libc::rlim_t,
-                rlim_max: MEMORY as libc::rlim_t,
-            };
-            if libc::setrlimit(libc::RLIMIT_AS, &limit) == 0 {
-                Ok(())
-            } else {
-                Err(io::Error::last_os_error())
-            }
-        });
-    }
-    let mut child = command.spawn().expect("start bp-train");
-    let pipe = |mut r: Box<dyn Read + Send>| {
-        thread::spawn(move || {
-            let mut s = Vec::new();
-            let _ = r.read_to_end(&mut s);
-            String::from_utf8_lossy(&s).into_owned()
-        })
-    };
-    let out = pipe(Box::new(child.stdout.take().unwrap()));
-    let err = pipe(Box::new(child.stderr.take().unwrap()));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > TIMEOUT {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            panic!("bp-train {args:?} did not end within {TIMEOUT:?}");
-        }
-        thread::sleep(Duration::from_millis(5));
-    };
-    Run {
-        code: status.code(),
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
+    let mut command = bounded::command(args, MEMORY);
+    command.current_dir(dir);
+    bounded::run(command, TIMEOUT, &format!("bp-train {args:?}"))
 }
 
 /// Runs `f` on a thread and gives up on it after [`IN_PROCESS_TIMEOUT`] (a read blocked on a FIFO
@@ -135,11 +81,6 @@ fn is_root() -> bool {
 
 fn c_path(path: &Path) -> CString {
     CString::new(path.as_os_str().as_bytes()).unwrap()
-}
-
-fn mkfifo(path: &Path) {
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c_path(path).as_ptr(), 0o644) }, 0);
 }
 
 /// A character device that is `/dev/null`'s twin, made in `dir` (only root may): tests write over

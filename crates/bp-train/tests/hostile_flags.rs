@@ -15,7 +15,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,7 @@ use bp_core::parse_layers;
 use bp_data::{Compression, write_idx};
 use bp_train::model_file::{ModelInfo, save_model};
 use bp_train::{NetOptions, Network};
+use common::bounded::{self, Run};
 use common::{TempDir, write_digits};
 use ndarray::{Array1, Array3};
 use rand::SeedableRng;
@@ -35,71 +36,14 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `bp-train` with `args`, its address space limited to [`MEMORY_LIMIT`], on one thread.
 fn command(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_bp-train"));
+    let mut command = bounded::command(args, MEMORY_LIMIT);
+    command.env("BP_THREADS", "1");
     command
-        .args(args)
-        .env("BP_THREADS", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // SAFETY: setrlimit is async-signal-safe, and the closure touches no memory of the parent.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
-            let limit = libc::rlimit {
-                rlim_cur: MEMORY_LIMIT,
-                rlim_max: MEMORY_LIMIT,
-            };
-            if libc::setrlimit(libc::RLIMIT_AS, &limit) == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        });
-    }
-    command
-}
-
-/// Waits for `child` until [`TIMEOUT`]; kills it then, and fails the test.
-fn wait(mut child: Child, args: &[&str]) -> ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if start.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("bp-train {args:?} ran for more than {TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// What a finished run printed.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
 }
 
 /// Runs `bp-train` with `args` to its end, bounded in memory and time.
 fn bp_train(args: &[&str]) -> Run {
-    let mut child = command(args).spawn().expect("bp-train starts");
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().unwrap()));
-    let stderr = drain(Box::new(child.stderr.take().unwrap()));
-    let status = wait(child, args);
-    Run {
-        code: status.code(),
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
-    }
+    bounded::run(command(args), TIMEOUT, &format!("bp-train {args:?}"))
 }
 
 /// Runs `bp-train` with `args` until it prints its first epoch line, then stops it: for runs that

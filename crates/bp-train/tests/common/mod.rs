@@ -2,6 +2,9 @@
 
 #![allow(dead_code)]
 
+#[cfg(unix)]
+pub mod bounded;
+
 use std::path::{Path, PathBuf};
 
 use bp_data::{Compression, write_idx};
