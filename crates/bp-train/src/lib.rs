@@ -48,6 +48,7 @@
 //! ```
 
 mod atomic;
+mod augment;
 mod describe;
 mod element;
 pub mod files;
@@ -61,6 +62,7 @@ mod train;
 mod two_layer;
 
 pub use atomic::write_atomic;
+pub use augment::Augment;
 pub use element::Dtype;
 pub use memory::{Bytes, MemoryEstimate, estimate_memory};
 pub use multi_layer::{Activation, MultiLayerConfig, MultiLayerNet};

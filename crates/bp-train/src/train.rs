@@ -15,6 +15,7 @@ use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+use crate::augment::{Augment, Shift, draw_shifts, shift_batch};
 use crate::network::Network;
 use crate::optimizer::OptimizerKind;
 use crate::schedule::Schedule;
@@ -325,6 +326,9 @@ pub struct TrainConfig {
     pub seed: u64,
     /// A CSV file to write one line of metrics per epoch to.
     pub metrics: Option<PathBuf>,
+    /// How training samples are changed before each step (see [`Augment`]); evaluation sees them
+    /// as they are.
+    pub augment: Augment,
 }
 
 impl Default for TrainConfig {
@@ -340,6 +344,7 @@ impl Default for TrainConfig {
             sampling: Sampling::Book,
             seed: 0,
             metrics: None,
+            augment: Augment::None,
         }
     }
 }
@@ -361,6 +366,8 @@ pub enum Stream {
     Init,
     /// Batch sampling.
     Sampling,
+    /// The shifts of [`Augment::Shift`].
+    Augment,
 }
 
 /// The generator of one random stream of a run with the given seed.
@@ -368,6 +375,7 @@ pub fn rng(seed: u64, stream: Stream) -> Xoshiro256PlusPlus {
     let k = match stream {
         Stream::Init => 0,
         Stream::Sampling => 1,
+        Stream::Augment => 2,
     };
     // seed_from_u64 runs the seed through SplitMix64, so nearby seeds give unrelated streams.
     Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x9E37_79B9_7F4A_7C15u64.wrapping_mul(k))
@@ -723,6 +731,22 @@ where
         .view()
         .into_shape_with_order((n, features))
         .expect("a standard-layout array reshapes to rows");
+    // The images augmentation moves: the last two axes of a sample, and the planes before them.
+    let image = match cfg.augment {
+        Augment::None => None,
+        Augment::Shift(_) => {
+            let shape = &train.x.shape()[1..];
+            assert!(
+                shape.len() >= 2,
+                "train: {} moves images, but the training set holds samples of shape {shape:?}",
+                cfg.augment
+            );
+            let (h, w) = (shape[shape.len() - 2], shape[shape.len() - 1]);
+            Some((features / (h * w).max(1), (h, w)))
+        }
+    };
+    let mut shift_rng = rng(cfg.seed, Stream::Augment);
+    let mut shifts = vec![Shift::default(); if image.is_some() { cfg.batch_size } else { 0 }];
     let mut batch_shape = vec![cfg.batch_size];
     batch_shape.extend(net.input_shape());
     let batch_size = cfg.batch_size;
@@ -773,6 +797,13 @@ where
                 _ => Array2::zeros((batch_size, features)),
             };
             gather(rows, &indices, &mut x);
+            if let Some((planes, hw)) = image {
+                draw_shifts(cfg.augment.max_shift(), &mut shift_rng, &mut shifts);
+                let batch = x
+                    .as_slice_mut()
+                    .expect("a batch buffer is in standard layout");
+                shift_batch(batch, planes, hw, &shifts);
+            }
             for (label, &i) in labels.iter_mut().zip(&indices) {
                 *label = train.t[i];
             }
@@ -1020,6 +1051,88 @@ mod tests {
         assert_eq!(run(&[1, 2, 2], x.view().into_dyn()), flat);
         assert_eq!(run(&[1, 2, 2], images.view().into_dyn()), flat);
         assert!(flat.0[2] < flat.0[0], "{:?}", flat.0);
+    }
+
+    /// Augmentation changes what the network trains on: the same seed gives the same run, and a
+    /// step trains on the sampled images moved by the shifts of the augmentation stream.
+    #[test]
+    fn augmentation_shifts_the_training_batches_only() {
+        use bp_core::parse_layers;
+        // 3x3 images, one bright pixel at a position that gives the class (left or right half).
+        let n = 90;
+        let x = Array2::from_shape_fn((n, 9), |(i, j)| f64::from(u8::from(j == i % 9)));
+        let t: Vec<usize> = (0..n).map(|i| usize::from(i % 3 == 2)).collect();
+        let images = x.view().into_shape_with_order((n, 1, 3, 3)).unwrap();
+        let run = |augment: Augment| {
+            let cfg = TrainConfig {
+                length: Length::Epochs(4),
+                batch_size: 10,
+                lr: 0.5,
+                augment,
+                ..TrainConfig::default()
+            };
+            let specs = parse_layers("affine 8, relu, affine 2").unwrap();
+            let options = crate::NetOptions::default();
+            let mut net = Network::new(&[9], specs, options, &mut rng(1, Stream::Init)).unwrap();
+            let set = Dataset::new(images.into_dyn(), &t);
+            let s = train(&mut net, set.clone(), set, &cfg, &mut Silent).unwrap();
+            s.epochs.iter().map(|e| e.loss).collect::<Vec<f64>>()
+        };
+        let plain = run(Augment::None);
+        let shifted = run(Augment::Shift(1));
+        assert_eq!(run(Augment::Shift(1)), shifted);
+        assert_ne!(plain, shifted);
+        // One step by hand: the batch the sampler draws, each image moved by the shift drawn
+        // from the augmentation stream, one gradient and an SGD update, give the trained bits.
+        let cfg = TrainConfig {
+            length: Length::Iters(1),
+            batch_size: 10,
+            lr: 0.5,
+            augment: Augment::Shift(1),
+            ..TrainConfig::default()
+        };
+        let net = || {
+            let specs = parse_layers("affine 8, relu, affine 2").unwrap();
+            Network::new(
+                &[9],
+                specs,
+                crate::NetOptions::default(),
+                &mut rng(1, Stream::Init),
+            )
+            .unwrap()
+        };
+        let mut trained = net();
+        let set = Dataset::new(images.into_dyn(), &t);
+        train(&mut trained, set.clone(), set, &cfg, &mut Silent).unwrap();
+        let mut sampler = Sampler::new(Sampling::Book, n, rng(0, Stream::Sampling));
+        sampler.start_epoch();
+        let mut indices = [0; 10];
+        sampler.fill(&mut indices);
+        let mut shifts = [Shift::default(); 10];
+        draw_shifts(1, &mut rng(0, Stream::Augment), &mut shifts);
+        let mut batch = Array2::zeros((10, 9));
+        for (r, (&i, s)) in indices.iter().zip(&shifts).enumerate() {
+            for (y, x) in (0..3).flat_map(|y| (0..3).map(move |x| (y, x))) {
+                let (sy, sx) = (y - s.dy, x - s.dx);
+                if (0..3).contains(&sy) && (0..3).contains(&sx) {
+                    batch[[r, (y * 3 + x) as usize]] = x_at(&images, i, sy, sx);
+                }
+            }
+        }
+        assert!(shifts.iter().any(|s| *s != Shift::default()), "{shifts:?}");
+        let labels: Vec<usize> = indices.iter().map(|&i| t[i]).collect();
+        let mut by_hand = net();
+        by_hand.gradient(batch.into_dyn(), Targets::Index(&labels));
+        by_hand.visit_params(&mut |mut p| {
+            let step = p.grad.mapv(|g| g * 0.5);
+            p.value -= &step;
+        });
+        let probe = x.clone().into_dyn();
+        assert_eq!(trained.predict(probe.clone()), by_hand.predict(probe));
+    }
+
+    fn x_at(images: &ndarray::ArrayView4<'_, f64>, i: usize, y: isize, x: isize) -> f64 {
+        images[[i, 0, y as usize, x as usize]]
     }
 
     /// A small problem for the divergence and length tests: 40 samples of 4 features, 2 classes.

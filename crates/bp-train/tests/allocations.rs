@@ -12,8 +12,8 @@ mod counting;
 
 use bp_core::Init;
 use bp_train::{
-    Dataset, Length, MultiLayerConfig, MultiLayerNet, Observer, OptimizerKind, Sampling, Stream,
-    TrainConfig, TwoLayerNet, rng, train,
+    Augment, Dataset, Length, MultiLayerConfig, MultiLayerNet, Observer, OptimizerKind, Sampling,
+    Stream, TrainConfig, TwoLayerNet, rng, train,
 };
 
 /// Records the allocation counter at every step, into storage reserved up front.
@@ -51,6 +51,9 @@ fn max_allocations_per_step(
 fn steady_training_steps_allocate_nothing() {
     let (x, t) = common::digits_f32(300, 5, 1);
     let data = Dataset::new(x.view(), &t);
+    // The same digits as 8x8 images, which `--augment shift:2` moves in the batch buffer.
+    let images = x.view().into_shape_with_order((300, 1, 8, 8)).unwrap();
+    let image_data = Dataset::new(images, &t);
     for optimizer in [OptimizerKind::Sgd, OptimizerKind::Adam] {
         for sampling in [Sampling::Book, Sampling::Shuffle] {
             let cfg = TrainConfig {
@@ -72,7 +75,12 @@ fn steady_training_steps_allocate_nothing() {
                 "{optimizer:?} {sampling:?}: {n} allocations per step"
             );
 
-            // Three affine layers with batch norm, dropout and weight decay: 3 + 5 products.
+            // Three affine layers with batch norm, dropout and weight decay: 3 + 5 products; the
+            // images shifted at random.
+            let cfg = TrainConfig {
+                augment: Augment::Shift(2),
+                ..cfg
+            };
             let mut multi = |cfg: &TrainConfig, counter: &mut Counter| {
                 let config = MultiLayerConfig {
                     init: Init::He,
@@ -82,7 +90,7 @@ fn steady_training_steps_allocate_nothing() {
                     ..MultiLayerConfig::new(64, vec![32, 16], 5)
                 };
                 let mut net = MultiLayerNet::<f32>::new(config, &mut rng(0, Stream::Init));
-                train(&mut net, data.clone(), data.clone(), cfg, counter).unwrap()
+                train(&mut net, image_data.clone(), data.clone(), cfg, counter).unwrap()
             };
             let n = max_allocations_per_step(&mut multi, &cfg);
             assert!(

@@ -627,3 +627,31 @@ fn a_model_whose_scores_are_nan_gives_no_class() {
     assert!(run.stdout.is_empty(), "{}", run.stdout);
     assert!(!csv.exists(), "no predictions are written");
 }
+
+#[test]
+fn augmentations_that_cannot_work_are_refused_in_one_line() {
+    let tmp = digits("augment");
+    // The digits are 8x8: a shift of 8 moves every image out of its frame.
+    let run = bp_train(&on(&tmp, &["--augment", "shift:8"]));
+    assert_error(
+        &run,
+        2,
+        "--augment shift:8: shifts of up to 8 pixels would move whole 8x8 images out of the frame",
+    );
+    for bad in ["shift:0", "rotate:2", "shift:-1"] {
+        let run = bp_train(&on(&tmp, &["--augment", bad]));
+        assert_error_starts(
+            &run,
+            2,
+            &format!("invalid value '{bad}' for '--augment <SPEC>': `{bad}`"),
+        );
+    }
+    // One pixel less runs, and says so.
+    let run = bp_train(&on(&tmp, &["--augment", "shift:7", "--iters", "20"]));
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stdout.contains("(book sampling, augment shift:7)"),
+        "{}",
+        run.stdout
+    );
+}

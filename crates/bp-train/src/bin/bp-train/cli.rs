@@ -4,7 +4,9 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use bp_core::{Init, LAYER_WORDS, LayerSpec, parse_layers};
-use bp_train::{Activation, Dtype, Length, OptimizerKind, Sampling, Schedule, TrainConfig};
+use bp_train::{
+    Activation, Augment, Dtype, Length, OptimizerKind, Sampling, Schedule, TrainConfig,
+};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::error::ErrorKind;
 use clap::parser::ValueSource;
@@ -131,6 +133,11 @@ pub struct Cli {
     #[arg(long, default_value = "book", value_parser = choice(&Sampling::ALL, Sampling::name))]
     pub sampling: Sampling,
 
+    /// Changes to each training sample at each step: none, or shift:N (moves each image by up to
+    /// N pixels in each direction, drawn anew each time it is drawn)
+    #[arg(long, value_name = "SPEC", default_value = "none", value_parser = parse_augment)]
+    pub augment: Augment,
+
     /// Seed of the weights, batches and dropout masks: the same seed gives the same numbers
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub seed: u64,
@@ -253,6 +260,11 @@ fn choice<T: Copy + Send + Sync + 'static>(
             .find(|&v| name(v) == s)
             .expect("clap accepts only the possible values")
     })
+}
+
+/// An augmentation, as the library reads it.
+fn parse_augment(s: &str) -> Result<Augment, String> {
+    s.parse()
 }
 
 /// A layer list, as bp-core reads it.
@@ -506,6 +518,7 @@ impl Cli {
                 sampling: self.sampling,
                 seed: self.seed,
                 metrics: self.metrics,
+                augment: self.augment,
             },
             dtype: self.dtype,
             max_memory_mib: self.max_memory_mib,

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 
 use bp_core::Compact;
 use bp_train::model_file::AnyModel;
-use bp_train::{Dtype, EpochReport, Observer, Plan, SettingNames, TrainError};
+use bp_train::{Augment, Dtype, EpochReport, Observer, Plan, SettingNames, TrainError};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cli::{
@@ -168,12 +168,16 @@ impl Observer for Printer<'_> {
         }
         let t = &self.config.train;
         out(&format!(
-            "train: {} lr {} ({} schedule), batch {} ({} sampling), {} iterations, {} per epoch, seed {}, {}",
+            "train: {} lr {} ({} schedule), batch {} ({} sampling{}), {} iterations, {} per epoch, seed {}, {}",
             t.optimizer.name(),
             Compact(t.lr),
             t.schedule.name(),
             plan.batch_size,
             t.sampling.name(),
+            match t.augment {
+                Augment::None => String::new(),
+                a => format!(", augment {a}"),
+            },
             plan.iters,
             plan.iters_per_epoch,
             t.seed,

@@ -6,9 +6,9 @@ use bp_core::{Init, LayerError, LayerSpec, plan_stack};
 use bp_data::{DataError, MnistOptions, check_data_dir, load_mnist};
 use bp_train::model_file::{ModelElement, ModelError, ModelInfo, TrainingRecord, save_model};
 use bp_train::{
-    Activation, Dataset, Dtype, EpochReport, Flow, MultiLayerConfig, NetOptions, Network, Observer,
-    Plan, Stream, TrainConfig, TrainError, TrainSummary, estimate_memory, iters_per_epoch, rng,
-    train_with,
+    Activation, Augment, Dataset, Dtype, EpochReport, Flow, MultiLayerConfig, NetOptions, Network,
+    Observer, Plan, Stream, TrainConfig, TrainError, TrainSummary, estimate_memory,
+    iters_per_epoch, rng, train_with,
 };
 
 use crate::memory::{Limit, TooBig, check};
@@ -43,6 +43,20 @@ pub enum RunError {
     /// [`TrainError::TooLong`], with the figures): a usage error.
     #[error("--epochs: {0}")]
     TooLong(TrainError),
+
+    /// `--augment` moves images further than their size: a usage error.
+    #[error(
+        "--augment {augment}: shifts of up to {} pixels would move whole {}x{} images out of the frame",
+        augment.max_shift(),
+        image_shape.0,
+        image_shape.1
+    )]
+    Augment {
+        /// The augmentation asked for.
+        augment: Augment,
+        /// The data's images, rows by columns.
+        image_shape: (usize, usize),
+    },
 
     /// The run would need more memory than it may use: a usage error.
     #[error(transparent)]
@@ -138,7 +152,10 @@ impl RunError {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            RunError::Layers { .. } | RunError::TooLong(_) | RunError::Memory(_)
+            RunError::Layers { .. }
+                | RunError::TooLong(_)
+                | RunError::Augment { .. }
+                | RunError::Memory(_)
         )
     }
 }
@@ -249,7 +266,8 @@ pub fn run<A: ModelElement>(
     };
     let opts = MnistOptions {
         normalize: true,
-        flatten: !wants_images,
+        // Augmentation moves images: the samples keep their shape (`Affine` flattens them).
+        flatten: !wants_images && cfg.train.augment == Augment::None,
         one_hot_label: false,
         num_classes: cfg.classes,
         verify_checksums: false,
@@ -274,6 +292,12 @@ pub fn run<A: ModelElement>(
         }
     }
     let (rows, cols) = data.image_shape;
+    if cfg.train.augment.max_shift() >= rows.min(cols) {
+        return Err(RunError::Augment {
+            augment: cfg.train.augment,
+            image_shape: data.image_shape,
+        });
+    }
     let input_shape = if wants_images {
         vec![1, rows, cols]
     } else {
