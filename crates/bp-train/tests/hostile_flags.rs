@@ -490,7 +490,8 @@ fn flags_given_to_the_wrong_command_are_named() {
         ),
         (
             &["--model", "m.safetensors"],
-            "--model belongs to `bp-train eval` and `bp-train predict`; training does not take it",
+            "--model belongs to `bp-train eval`, `bp-train predict` and `bp-train serve`; training \
+             does not take it",
         ),
         (
             &["--predictions", "p.csv"],

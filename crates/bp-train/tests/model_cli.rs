@@ -122,15 +122,7 @@ fn eval_prints_the_accuracy_training_reported() {
 
 /// Writes a grayscale or RGB PNG.
 fn write_png(path: &Path, width: usize, height: usize, color: image::ColorType, data: &[u8]) {
-    image::save_buffer_with_format(
-        path,
-        data,
-        width as u32,
-        height as u32,
-        color,
-        image::ImageFormat::Png,
-    )
-    .unwrap();
+    fs::write(path, common::png(width, height, color, data)).unwrap();
 }
 
 /// The predicted class of each image in `predict`'s output, in order.

@@ -4,6 +4,8 @@
 
 #[cfg(unix)]
 pub mod bounded;
+#[cfg(unix)]
+pub mod server;
 
 use std::path::{Path, PathBuf};
 
@@ -92,6 +94,21 @@ pub fn digits_f32(n: usize, classes: usize, seed: u64) -> (Array2<f32>, Vec<usiz
         .unwrap()
         .mapv(|p| f32::from(p) / 255.0);
     (x, t.iter().map(|&c| usize::from(c)).collect())
+}
+
+/// The bytes of a PNG file of `width` x `height` pixels of the given colour type.
+pub fn png(width: usize, height: usize, color: image::ColorType, data: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    image::write_buffer_with_format(
+        &mut std::io::Cursor::new(&mut bytes),
+        data,
+        width as u32,
+        height as u32,
+        color,
+        image::ImageFormat::Png,
+    )
+    .expect("a PNG is written to memory");
+    bytes
 }
 
 /// The shipped MNIST.

@@ -1,6 +1,7 @@
 //! The command line of `bp-train`: its flags, their checks, and the [`RunConfig`] they make.
 
 use std::ffi::OsString;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use bp_core::{Init, LAYER_WORDS, LayerSpec, parse_layers};
@@ -193,6 +194,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// The class of each PNG or PNM (PGM, PBM, PPM, PAM) image, and the most probable classes
     Predict(PredictArgs),
+    /// A web page to draw digits on and see the model's classes, and the same over HTTP
+    Serve(ServeArgs),
 }
 
 /// The arguments of `bp-train eval`.
@@ -240,6 +243,28 @@ pub struct PredictArgs {
     #[arg(value_name = "IMAGE", required = true)]
     pub images: Vec<PathBuf>,
 }
+
+/// The arguments of `bp-train serve`.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct ServeArgs {
+    /// The model file, as written by --save
+    #[arg(long, value_name = "FILE.safetensors")]
+    pub model: PathBuf,
+
+    /// The address and port to listen on; 127.0.0.1 is this machine only, 0.0.0.0 every network
+    /// it is on (anyone there can use the server: it has no authentication); port 0 picks a free
+    /// one
+    #[arg(long, value_name = "IP:PORT", default_value = DEFAULT_SERVE_ADDR)]
+    pub addr: SocketAddr,
+
+    /// How an image becomes the model's input, as for predict; drawn digits are fitted and
+    /// centred as MNIST's were
+    #[arg(long, value_enum, default_value_t = Fit::Mnist)]
+    pub fit: Fit,
+}
+
+/// Where `bp-train serve` listens unless `--addr` says otherwise: this machine only.
+pub const DEFAULT_SERVE_ADDR: &str = "127.0.0.1:8080";
 
 /// The `--hidden` sizes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -416,6 +441,8 @@ pub enum Invocation {
     Eval(EvalArgs),
     /// `bp-train predict`.
     Predict(PredictArgs),
+    /// `bp-train serve`.
+    Serve(ServeArgs),
 }
 
 impl Cli {
@@ -435,10 +462,12 @@ impl Cli {
     {
         match Cli::parse_invocation_from(args)? {
             Invocation::Train(parsed) => Ok(*parsed),
-            Invocation::Eval(_) | Invocation::Predict(_) => Err(Cli::command().error(
-                ErrorKind::InvalidSubcommand,
-                "a training command line takes no subcommand",
-            )),
+            Invocation::Eval(_) | Invocation::Predict(_) | Invocation::Serve(_) => {
+                Err(Cli::command().error(
+                    ErrorKind::InvalidSubcommand,
+                    "a training command line takes no subcommand",
+                ))
+            }
         }
     }
 
@@ -462,6 +491,7 @@ impl Cli {
         match cli.command.take() {
             Some(Command::Eval(args)) => return Ok(Invocation::Eval(args)),
             Some(Command::Predict(args)) => return Ok(Invocation::Predict(args)),
+            Some(Command::Serve(args)) => return Ok(Invocation::Serve(args)),
             None => {}
         }
         let std_given = matches.value_source("weight_init_std") == Some(ValueSource::CommandLine);
@@ -619,11 +649,11 @@ fn misplaced_flag(err: &clap::Error, args: &[OsString]) -> Option<clap::Error> {
             if owners.is_empty() || owners.contains(&here) {
                 return None;
             }
-            let belongs = owners
-                .iter()
-                .map(|o| command_name(o.as_deref()))
-                .collect::<Vec<_>>()
-                .join(" and ");
+            let names: Vec<String> = owners.iter().map(|o| command_name(o.as_deref())).collect();
+            let belongs = match names.split_last() {
+                Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+                _ => names.join(""),
+            };
             match here {
                 Some(sub) if owners.contains(&None) => format!(
                     "{flag} is a training flag (bp-train without a subcommand); `bp-train {sub}` \
@@ -936,11 +966,14 @@ mod tests {
             ),
             (
                 &["--fit", "mnist"],
-                "--fit belongs to `bp-train predict`; training does not take it".to_owned(),
+                "--fit belongs to `bp-train predict` and `bp-train serve`; training does not take it"
+                    .to_owned(),
             ),
             (
                 &["eval", "--model", "m", "--fit", "mnist"],
-                "--fit belongs to `bp-train predict`; `bp-train eval` does not take it".to_owned(),
+                "--fit belongs to `bp-train predict` and `bp-train serve`; `bp-train eval` does not \
+                 take it"
+                    .to_owned(),
             ),
         ];
         for (args, expected) in cases {
@@ -1013,6 +1046,39 @@ mod tests {
         };
         assert_eq!(eval(&[]), 1024);
         assert_eq!(eval(&["--max-data-mib", "3"]), 3);
+    }
+
+    #[test]
+    fn serve_listens_on_localhost_and_fits_like_mnist_unless_told_otherwise() {
+        let serve = |args: &[&str]| {
+            Cli::parse_invocation_from(["bp-train", "serve", "--model", "m"].iter().chain(args))
+        };
+        match serve(&[]) {
+            Ok(Invocation::Serve(s)) => {
+                assert_eq!(s.addr, "127.0.0.1:8080".parse().unwrap());
+                assert_eq!(s.fit, Fit::Mnist);
+                assert_eq!(s.model, PathBuf::from("m"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match serve(&["--addr", "0.0.0.0:0", "--fit", "scale"]) {
+            Ok(Invocation::Serve(s)) => {
+                assert_eq!(s.addr, "0.0.0.0:0".parse().unwrap());
+                assert_eq!(s.fit, Fit::Scale);
+            }
+            other => panic!("{other:?}"),
+        }
+        for bad in ["localhost", "127.0.0.1", "127.0.0.1:99999", "[::1]"] {
+            let err = serve(&["--addr", bad]).unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            let line = one_line_error(&err);
+            assert!(
+                line.starts_with(&format!(
+                    "error: invalid value '{bad}' for '--addr <IP:PORT>'"
+                )),
+                "{line}"
+            );
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use bp_train::model_file::{AnyModel, Model, ModelElement, ModelError, ModelInfo}
 use bp_train::{EVAL_CHUNK, Network, argmax};
 use ndarray::{Array2, ArrayD, ArrayViewD, Axis, IxDyn, NdFloat, Slice};
 
-use crate::image::{Fit, ImageError, load_input};
+use crate::image::{Fit, ImageError, Prepared, load_input};
 
 /// What can stop an evaluation or a prediction.
 #[derive(Debug, thiserror::Error)]
@@ -466,44 +466,55 @@ pub fn classify_images<A: ModelElement>(
     paths: &[PathBuf],
     fit: Fit,
 ) -> Vec<Result<ImagePrediction, PredictError>> {
-    let shape = model.info.image_shape;
-    let mut sample = vec![1];
-    sample.extend(model.net.input_shape());
     paths
         .iter()
         .map(|path| {
-            let input = load_input(path, shape, fit)?;
-            let x = ArrayD::from_shape_vec(
-                IxDyn(&sample),
-                input
-                    .pixels
-                    .iter()
-                    .map(|&v| A::from(v).expect("a pixel converts"))
-                    .collect(),
-            )
-            .expect("prepare returns the model's input size");
-            let scores = model.net.predict(x);
-            let class = argmax(scores.row(0).iter().copied()).unwrap_or(0);
-            let probabilities: Vec<f64> = softmax(scores.view())
-                .row(0)
-                .iter()
-                .map(|p| p.to_f64().unwrap_or(f64::NAN))
-                .collect();
-            if probabilities.iter().any(|p| p.is_nan()) {
-                return Err(PredictError::NanScores {
-                    image: path.clone(),
-                    model: model_path.to_path_buf(),
-                    dtype: A::DTYPE.name(),
-                });
-            }
-            Ok(ImagePrediction {
-                class,
-                probabilities,
-                inverted: input.inverted,
-                source_size: input.source_size,
+            let input = load_input(path, model.info.image_shape, fit)?;
+            classify(model, &input).ok_or_else(|| PredictError::NanScores {
+                image: path.clone(),
+                model: model_path.to_path_buf(),
+                dtype: A::DTYPE.name(),
             })
         })
         .collect()
+}
+
+/// The class and the probabilities of one image prepared for `model` (see
+/// [`crate::image::prepare_with`]); `None` if the model's probabilities are NaN (its scores
+/// overflow the element type, so any class would be made up).
+///
+/// # Panics
+///
+/// If `input` does not hold the model's input size.
+#[track_caller]
+pub fn classify<A: ModelElement>(model: &Model<A>, input: &Prepared) -> Option<ImagePrediction> {
+    let mut sample = vec![1];
+    sample.extend(model.net.input_shape());
+    let x = ArrayD::from_shape_vec(
+        IxDyn(&sample),
+        input
+            .pixels
+            .iter()
+            .map(|&v| A::from(v).expect("a pixel converts"))
+            .collect(),
+    )
+    .expect("prepare returns the model's input size");
+    let scores = model.net.predict(x);
+    let class = argmax(scores.row(0).iter().copied()).unwrap_or(0);
+    let probabilities: Vec<f64> = softmax(scores.view())
+        .row(0)
+        .iter()
+        .map(|p| p.to_f64().unwrap_or(f64::NAN))
+        .collect();
+    if probabilities.iter().any(|p| p.is_nan()) {
+        return None;
+    }
+    Some(ImagePrediction {
+        class,
+        probabilities,
+        inverted: input.inverted,
+        source_size: input.source_size,
+    })
 }
 
 #[cfg(test)]

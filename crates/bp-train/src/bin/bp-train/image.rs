@@ -92,8 +92,8 @@ pub enum ImageError {
         height: usize,
     },
 
-    /// The image has more than [`MAX_PIXELS`] pixels.
-    #[error("the image {} is too large: {width} x {height} pixels (at most {MAX_PIXELS})", path.display())]
+    /// The image has more pixels than are read ([`MAX_PIXELS`] from a file).
+    #[error("the image {} is too large: {width} x {height} pixels (at most {max})", path.display())]
     TooLarge {
         /// The file.
         path: PathBuf,
@@ -101,6 +101,8 @@ pub enum ImageError {
         width: usize,
         /// Its height.
         height: usize,
+        /// The most pixels read.
+        max: usize,
     },
 }
 
@@ -417,6 +419,20 @@ pub fn read_image(path: impl AsRef<Path>) -> Result<GrayImage, ImageError> {
 /// formats it recognises), [`ImageError::Decode`] for a file the decoder refuses,
 /// [`ImageError::Empty`] and [`ImageError::TooLarge`].
 pub fn decode_image(bytes: &[u8], path: &Path) -> Result<GrayImage, ImageError> {
+    decode_image_within(bytes, path, MAX_PIXELS)
+}
+
+/// [`decode_image`] for images of at most `max_pixels` pixels: a larger one is refused by the size
+/// its header declares, before room is made for its pixels.
+///
+/// # Errors
+///
+/// As [`decode_image`], [`ImageError::TooLarge`] above `max_pixels`.
+pub fn decode_image_within(
+    bytes: &[u8],
+    path: &Path,
+    max_pixels: usize,
+) -> Result<GrayImage, ImageError> {
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|source| ImageError::Read {
@@ -435,13 +451,13 @@ pub fn decode_image(bytes: &[u8], path: &Path) -> Result<GrayImage, ImageError> 
     match reader.format() {
         Some(ImageFormat::Png) => {
             let decoder = reader.into_decoder().map_err(decode_error("PNG"))?;
-            decode_pixels(decoder, path, "PNG", None)
+            decode_pixels(decoder, path, "PNG", None, max_pixels)
         }
         Some(ImageFormat::Pnm) => {
             let format = pnm_kind(bytes);
             let decoder = PnmDecoder::new(reader.into_inner()).map_err(decode_error(format))?;
             let maxval = decoder.header().maximal_sample();
-            decode_pixels(decoder, path, format, Some(maxval))
+            decode_pixels(decoder, path, format, Some(maxval), max_pixels)
         }
         other => Err(ImageError::UnknownFormat {
             path: path.to_path_buf(),
@@ -457,10 +473,11 @@ fn decode_pixels(
     path: &Path,
     format: &'static str,
     maxval: Option<u32>,
+    max_pixels: usize,
 ) -> Result<GrayImage, ImageError> {
     let (width, height) = decoder.dimensions();
     let (width, height) = (to_usize(width), to_usize(height));
-    check_size(path, width, height)?;
+    check_size(path, width, height, max_pixels)?;
     let image = DynamicImage::from_decoder(decoder).map_err(|error| ImageError::Decode {
         path: path.to_path_buf(),
         format,
@@ -533,7 +550,12 @@ fn describe(bytes: &[u8], format: Option<ImageFormat>) -> String {
 }
 
 /// Checks an image's size.
-fn check_size(path: &Path, width: usize, height: usize) -> Result<(), ImageError> {
+fn check_size(
+    path: &Path,
+    width: usize,
+    height: usize,
+    max_pixels: usize,
+) -> Result<(), ImageError> {
     if width == 0 || height == 0 {
         return Err(ImageError::Empty {
             path: path.to_path_buf(),
@@ -542,11 +564,12 @@ fn check_size(path: &Path, width: usize, height: usize) -> Result<(), ImageError
         });
     }
     match width.checked_mul(height) {
-        Some(n) if n <= MAX_PIXELS => Ok(()),
+        Some(n) if n <= max_pixels => Ok(()),
         _ => Err(ImageError::TooLarge {
             path: path.to_path_buf(),
             width,
             height,
+            max: max_pixels,
         }),
     }
 }
@@ -1181,6 +1204,31 @@ mod tests {
         header[29] ^= 0xFF; // IHDR's CRC
         let err = decode_image(&header, Path::new("h.png")).unwrap_err();
         assert!(err.to_string().contains("CRC"), "{err}");
+    }
+
+    #[test]
+    fn a_lower_pixel_limit_refuses_larger_images() {
+        let mut pgm = b"P5 10 10 255\n".to_vec();
+        pgm.extend([0u8; 100]);
+        let img = decode_image_within(&pgm, path(), 100).unwrap();
+        assert_eq!((img.width(), img.height()), (10, 10));
+        let err = decode_image_within(&pgm, Path::new("the request"), 99).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ImageError::TooLarge {
+                    width: 10,
+                    height: 10,
+                    max: 99,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "the image the request is too large: 10 x 10 pixels (at most 99)"
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The `bp-train` command: trains a network on MNIST and prints its progress, and evaluates and
-//! applies saved models (`eval`, `predict`); see `--help`.
+//! applies saved models (`eval`, `predict`, `serve`); see `--help`.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod cli;
@@ -9,6 +9,7 @@ mod memory;
 mod outputs;
 mod plot;
 mod run;
+mod serve;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -19,7 +20,8 @@ use bp_train::{Augment, Dtype, EpochReport, Observer, Plan, SettingNames, TrainE
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cli::{
-    Cli, EvalArgs, Invocation, Parsed, PredictArgs, mib_bytes, one_line_error, resolve_data_dir,
+    Cli, EvalArgs, Invocation, Parsed, PredictArgs, ServeArgs, mib_bytes, one_line_error,
+    resolve_data_dir,
 };
 use crate::eval::{classify_images, evaluate_file};
 use crate::plot::write_learning_curves;
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
         Invocation::Train(parsed) => train(*parsed),
         Invocation::Eval(args) => eval(&args),
         Invocation::Predict(args) => predict(&args),
+        Invocation::Serve(args) => serve(&args),
     }
 }
 
@@ -353,5 +356,47 @@ fn predict(args: &PredictArgs) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// `bp-train serve`: loads the model, listens, prints the address to open, and serves until
+/// Ctrl-C, logging one line per request to stderr.
+fn serve(args: &ServeArgs) -> ExitCode {
+    let model = match AnyModel::load(&args.model) {
+        Ok(model) => model,
+        Err(err) => return fail(err),
+    };
+    let description = model.describe();
+    let server = match serve::Server::bind(model, &args.model, args.addr, args.fit, |line| {
+        eprintln!("{line}");
+    }) {
+        Ok(server) => server,
+        Err(err) => {
+            eprintln!("error: cannot listen on {}: {err}", args.addr);
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = match server.local_addr() {
+        Ok(addr) => addr,
+        Err(err) => return fail(err),
+    };
+    out(&format!("model: {}: {description}", args.model.display()));
+    let host = if addr.ip().is_unspecified() {
+        "localhost".to_owned()
+    } else {
+        addr.ip().to_string()
+    };
+    let url = if addr.is_ipv6() && host != "localhost" {
+        format!("http://[{host}]:{}/", addr.port())
+    } else {
+        format!("http://{host}:{}/", addr.port())
+    };
+    out(&format!("serving on {addr}: open {url} (Ctrl-C stops)"));
+    match server.run() {
+        Ok(()) => {
+            eprintln!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(err) => fail(err),
     }
 }
