@@ -194,7 +194,7 @@ fn run() -> Result<bool, String> {
     let Some(dir) = data_dir()? else {
         return Ok(true);
     };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = bp_core::threads();
     let mut all_passed = true;
 
     // The book's gradient_check.py, sized from the data.

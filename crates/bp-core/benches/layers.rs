@@ -1,10 +1,11 @@
 //! Criterion benchmarks of the layers at the book's shapes (batch 100, 784 -> 50 -> 10) and the wide
 //! net's first layer (784 -> 800), in f32 and f64. The affine layers run with one thread (`1t`) and
-//! with the default (`2t` on a machine with two CPUs: large products shared with a helper thread).
+//! with the default (every CPU: large products shared over bp-core's pool).
 //!
 //! `matrixmultiply_x_w` and `matrixmultiply_xt_dout` time the affine layer's two large products by
 //! `matrixmultiply` (one thread, output buffers reused), beside `affine_forward` and
-//! `affine_backward_params`, which compute them with bp-core's kernels up to their size limit.
+//! `affine_backward_params`, which compute them through bp-core's product seam. The products alone,
+//! by each backend at more shapes, are in `benches/products.rs`.
 //!
 //! Each measurement times only the pass named: inputs and `dout`s are cloned outside the timed region,
 //! and the layers are in the steady state of training (their buffers recycled), as in a training loop.
@@ -85,7 +86,7 @@ fn bench_dtype<A: NdFloat>(c: &mut Criterion, dtype: &str) {
             })
         });
         if threads == 1 {
-            // The same products by `matrixmultiply` (which bp-core uses for larger products),
+            // The same products by `matrixmultiply` (which bp-core used for larger products),
             // into buffers allocated outside the clock: `x·W` against `affine_forward`,
             // `xᵀ·dout` against `affine_backward_params`.
             let x2 = x.clone().into_dimensionality::<Ix2>().expect("rank 2");

@@ -5,7 +5,7 @@ use rand::Rng;
 
 use crate::init::{Init, randn};
 use crate::layer::{Layer, Param, ParamKind, load_into};
-use crate::parallel::{Operand, Products};
+use crate::matmul::Products;
 
 /// The affine (fully connected) layer: `out = x · W + b`.
 ///
@@ -27,12 +27,11 @@ use crate::parallel::{Operand, Products};
 ///
 /// # Threads
 ///
-/// A large matrix product (about a million multiply-adds or more, such as `x · W` for a batch of
-/// 100 MNIST images and 50 hidden units) is shared with bp-core's helper thread through
-/// [`join`](crate::join), when the machine has a second CPU (see
-/// [`set_threads`](crate::set_threads)). Each output element is computed by one thread with the
-/// same operations as on one thread, so results are identical, bit for bit, whatever the number of
-/// threads or their timing.
+/// The products go through [`Products::matmul_into`], which shares a large one (about a million
+/// multiply-adds or more, such as `x · W` for a batch of 100 MNIST images and 50 hidden units) over
+/// bp-core's thread pool (see [`set_threads`](crate::set_threads)). Each output element is
+/// computed by one thread with the same operations whatever the number of threads, so results are
+/// identical, bit for bit, on any number of threads.
 ///
 /// # Example: the bias gradient sums `dout` over the batch
 ///
@@ -177,11 +176,8 @@ impl<A: NdFloat> Affine<A> {
         let dout = dout
             .into_dimensionality::<Ix2>()
             .expect("the rank was checked");
-        self.products.product(
-            Operand::new(&self.x, true),
-            Operand::new(&dout, false),
-            &mut self.dw,
-        );
+        self.products
+            .matmul_into(self.x.t(), dout.view(), self.dw.view_mut());
         self.db.fill(A::zero());
         for row in dout.rows() {
             self.db += &row;
@@ -219,11 +215,8 @@ impl<A: NdFloat> Layer<A> for Affine<A> {
         };
         self.x = x;
         self.has_x = true;
-        self.products.product(
-            Operand::new(&self.x, false),
-            Operand::new(&self.w, false),
-            &mut out,
-        );
+        self.products
+            .matmul_into(self.x.view(), self.w.view(), out.view_mut());
         out += &self.b;
         out.into_dyn()
     }
@@ -233,11 +226,8 @@ impl<A: NdFloat> Layer<A> for Affine<A> {
         let dout = self.param_grads(dout);
         // The cached input is no longer needed: its storage receives dx, which has its shape.
         let mut dx = self.take_x();
-        self.products.product(
-            Operand::new(&dout, false),
-            Operand::new(&self.w, true),
-            &mut dx,
-        );
+        self.products
+            .matmul_into(dout.view(), self.w.t(), dx.view_mut());
         self.recycle(dout);
         dx.into_shape_with_order(self.x_shape.clone())
             .expect("dx has the input's element count")
@@ -256,11 +246,8 @@ impl<A: NdFloat> Layer<A> for Affine<A> {
     fn predict(&self, x: ArrayD<A>) -> ArrayD<A> {
         let x = self.flatten(x);
         let mut out = Array2::zeros((x.nrows(), self.w.ncols()));
-        self.products.product(
-            Operand::new(&x, false),
-            Operand::new(&self.w, false),
-            &mut out,
-        );
+        self.products
+            .matmul_into(x.view(), self.w.view(), out.view_mut());
         out += &self.b;
         out.into_dyn()
     }

@@ -41,6 +41,7 @@ mod gemm;
 mod graph;
 mod init;
 mod layer;
+mod matmul;
 mod numerical;
 mod parallel;
 mod relu;
@@ -55,10 +56,11 @@ pub use float::Compact;
 pub use graph::{AddLayer, MulLayer};
 pub use init::{Init, randn};
 pub use layer::{AsAny, Layer, LayerClone, Param, ParamKind};
+pub use matmul::{Backend, GEMM_PART_FMAS, MIN_PART_FMAS, Products};
 pub use numerical::{
     H, numerical_gradient, numerical_param_gradients, numerical_param_gradients_parallel,
 };
-pub use parallel::{join, set_threads, threads};
+pub use parallel::{install, set_threads, threads};
 pub use relu::Relu;
 pub use sequential::Sequential;
 pub use sigmoid::Sigmoid;

@@ -2,6 +2,8 @@
 
 use ndarray::{Array, ArrayD, ArrayView, ArrayViewMutD, Dimension, IxDyn, NdFloat};
 
+use rayon::prelude::*;
+
 use crate::layer::Param;
 
 /// The step of the central difference, the book's `h = 1e-4`.
@@ -199,12 +201,13 @@ where
     assemble(shapes, flat)
 }
 
-/// As [`numerical_param_gradients`], with the elements shared out among `threads` threads, each
-/// working on its own clone of `model` (`threads` of 0 counts as 1). The result is the same, bit for
+/// As [`numerical_param_gradients`], with the elements cut into `threads` parts (0 counts as 1),
+/// each worked on with its own clone of `model`, on bp-core's rayon pool of `threads` threads (see
+/// [`install`](crate::install)). The result is the same, bit for
 /// bit, as the sequential function's: each element's two loss evaluations are the same computations
 /// on an identical clone.
 ///
-/// The elements are numbered across all parameters in visiting order and each thread takes one
+/// The elements are numbered across all parameters in visiting order and each part is one
 /// contiguous range, so the loss evaluations split evenly whatever the parameters' sizes. `model`
 /// itself is only cloned, never changed.
 ///
@@ -248,31 +251,24 @@ where
     let shapes = param_shapes(&mut model.clone(), &mut &visit);
     let total: usize = shapes.iter().map(|(_, shape)| shape.size()).sum();
     let mut flat = vec![A::zero(); total];
-    let per_thread = total.div_ceil(threads.max(1)).max(1);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = flat
-            .chunks_mut(per_thread)
+    let per_part = total.div_ceil(threads.max(1)).max(1);
+    let models: Vec<M> = (0..total.div_ceil(per_part))
+        .map(|_| model.clone())
+        .collect();
+    crate::parallel::install_on(threads, || {
+        flat.par_chunks_mut(per_part)
+            .zip(models)
             .enumerate()
-            .map(|(chunk, out)| {
-                let mut model = model.clone();
-                let (shapes, visit, loss) = (&shapes, &visit, &loss);
-                scope.spawn(move || {
-                    fill(
-                        &mut model,
-                        &mut &*visit,
-                        &mut &*loss,
-                        shapes,
-                        chunk * per_thread,
-                        out,
-                    );
-                })
-            })
-            .collect();
-        for worker in workers {
-            if let Err(panic) = worker.join() {
-                std::panic::resume_unwind(panic);
-            }
-        }
+            .for_each(|(part, (out, mut model))| {
+                fill(
+                    &mut model,
+                    &mut &visit,
+                    &mut &loss,
+                    &shapes,
+                    part * per_part,
+                    out,
+                );
+            });
     });
     assemble(shapes, flat)
 }

@@ -374,10 +374,11 @@ impl LayerSpec {
                     params: weights.checked_add(out).ok_or_else(|| {
                         format!("its weights and biases ({weights} + {out}) are more than this machine can count")
                     })?,
-                    // The products' buffers: a copy of W for `dout · Wᵀ` with few outputs, or the
-                    // helper thread's part of `dW`.
+                    // The products' scratch buffers: a copy of W for `dout · Wᵀ` with few outputs
+                    // (one per part of a cut product; W's size bounds the copies of two).
                     state: weights,
-                    // The output, the spare output buffer kept from `dout`, the helper's part.
+                    // The output, the spare output buffer kept from `dout`, and the columns the
+                    // kernels copy out of `dout` (fewer than 16 a row per part).
                     per_sample: times(3, out, "its outputs")?,
                 }
             }

@@ -90,24 +90,42 @@ fn check_grad<A>(param: &Param<'_, A>) {
     );
 }
 
-/// Parameters of at least this many elements are updated by two threads (see [`for_each_shared`]).
-const SHARED_UPDATE_ELEMENTS: usize = 1 << 15;
+/// The fewest elements of a part of a parameter updated by a thread of its own (see
+/// [`for_each_shared`]).
+const SHARED_UPDATE_ELEMENTS: usize = 1 << 14;
 
-/// Runs `update` over `zip`, which covers `len` elements: when that is at least
-/// [`SHARED_UPDATE_ELEMENTS`], in two halves at once, the second on bp-core's helper thread (see
-/// [`bp_core::join`]). Each element's update is the same either way.
+/// Runs `update` over `zip`, which covers `len` elements: cut by `split` (in halves, again and
+/// again) into as many parts as bp-core's pool has threads while each has at least
+/// [`SHARED_UPDATE_ELEMENTS`], which run at once (see [`bp_core::install`]). Each element's
+/// update is the same either way.
 fn for_each_shared<Z: Send>(
     zip: Z,
     len: usize,
-    split: impl FnOnce(Z) -> (Z, Z),
+    split: impl Fn(Z) -> (Z, Z) + Sync,
     update: impl Fn(Z) + Sync,
 ) {
-    if len >= SHARED_UPDATE_ELEMENTS {
-        let (first, second) = split(zip);
-        bp_core::join(|| update(first), || update(second));
-    } else {
-        update(zip);
+    let parts = bp_core::threads().min(len / SHARED_UPDATE_ELEMENTS).max(1);
+    if parts == 1 {
+        return update(zip);
     }
+    bp_core::install(|| halves(zip, parts, &split, &update));
+}
+
+/// `update` over `zip` in `parts` parts (see [`for_each_shared`]).
+fn halves<Z: Send>(
+    zip: Z,
+    parts: usize,
+    split: &(impl Fn(Z) -> (Z, Z) + Sync),
+    update: &(impl Fn(Z) + Sync),
+) {
+    if parts <= 1 {
+        return update(zip);
+    }
+    let (first, second) = split(zip);
+    rayon::join(
+        || halves(first, parts / 2, split, update),
+        || halves(second, parts - parts / 2, split, update),
+    );
 }
 
 fn cast<A: NdFloat>(v: f64) -> A {
@@ -516,7 +534,7 @@ mod tests {
         }
     }
 
-    /// A large parameter's update, shared by two threads, reaches every element exactly once.
+    /// A large parameter's update, shared over threads, reaches every element exactly once.
     #[test]
     fn shared_updates_cover_every_element_once() {
         for (rows, cols) in [(300, 200), (8, 5000), (1, 40_000), (3, 7)] {

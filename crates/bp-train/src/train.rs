@@ -14,6 +14,7 @@ use ndarray::{Array2, ArrayView, ArrayView2, ArrayViewD, Dimension, IxDyn, NdFlo
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
+use rayon::prelude::*;
 
 use crate::augment::{Augment, Shift, draw_shifts, shift_batch};
 use crate::network::Network;
@@ -476,8 +477,9 @@ pub struct TrainSummary {
 }
 
 /// Hooks through which a caller follows a run (to print it, draw a progress bar, ...). Every
-/// method does nothing by default.
-pub trait Observer {
+/// method does nothing by default. An observer is `Send`: the run's steps, and so its calls,
+/// happen on a thread of bp-core's pool (see [`bp_core::install`]).
+pub trait Observer: Send {
     /// Before the first step.
     fn start(&mut self, _plan: &Plan) {}
     /// Before the first step of an epoch that will run `steps` iterations.
@@ -687,6 +689,24 @@ pub fn train_with<A, E>(
     test: Dataset<'_, A>,
     cfg: &TrainConfig,
     observer: &mut dyn Observer,
+    after_epoch: impl FnMut(&Network<A>, &EpochReport) -> Result<Flow, E> + Send,
+) -> Result<TrainSummary, E>
+where
+    A: NdFloat,
+    E: From<TrainError> + Send,
+{
+    // On a thread of the pool, so that the work each step shares goes to the pool's other
+    // threads directly (handing work to a pool from outside it allocates).
+    bp_core::install(move || run_epochs(net, train, test, cfg, observer, after_epoch))
+}
+
+/// [`train_with`] on the calling thread.
+fn run_epochs<A, E>(
+    net: &mut Network<A>,
+    train: Dataset<'_, A>,
+    test: Dataset<'_, A>,
+    cfg: &TrainConfig,
+    observer: &mut dyn Observer,
     mut after_epoch: impl FnMut(&Network<A>, &EpochReport) -> Result<Flow, E>,
 ) -> Result<TrainSummary, E>
 where
@@ -874,12 +894,12 @@ where
     })
 }
 
-/// Batch buffers the training loop takes in turn when work may be shared with bp-core's helper
-/// thread (`bp_core::threads() > 1`). The helper gathers half of each batch and reads part of the
-/// other half in `dW1 = xᵀ · dout`, so the buffer just used sits in both cores' caches, and
-/// gathering into it again would first have to take its lines back from the other core; a buffer
-/// last used 8 steps ago is mostly gone from them. With one thread a single buffer stays in the
-/// cache and is faster. (The figures are in docs/performance.md, "Two threads".)
+/// Batch buffers the training loop takes in turn when work is shared over threads
+/// (`bp_core::threads() > 1`). Other threads gather parts of each batch and read parts of it in
+/// `dW1 = xᵀ · dout`, so the buffer just used sits in several cores' caches, and gathering into
+/// it again would first have to take its lines back from the other cores; a buffer last used 8
+/// steps ago is mostly gone from them. With one thread a single buffer stays in the cache and is
+/// faster. (The figures are in docs/performance.md, "Two threads".)
 pub(crate) const SHARED_BATCH_BUFFERS: usize = 8;
 
 /// Rows gathered together: [`gather`] copies a slice of each of these many rows before the next
@@ -889,16 +909,16 @@ const GATHER_ROWS: usize = 8;
 /// The bytes of a row [`gather`] copies at a time: two cache lines.
 const GATHER_BYTES: usize = 128;
 
-/// Batches of at least this many elements are gathered by two threads (see [`gather`]).
-const SHARED_GATHER_ELEMENTS: usize = 1 << 15;
+/// The fewest elements of a part of a batch gathered by a thread of its own (see [`gather`]).
+const SHARED_GATHER_ELEMENTS: usize = 1 << 14;
 
 /// Copies row `indices[r]` of `x` into row `r` of `out`.
 ///
 /// The rows of a batch are scattered over a data set far larger than the caches, so the copy waits
 /// on memory. Copying slices of a few rows in turn keeps several rows' loads in flight. A large
-/// batch is copied in two halves at once, the second by bp-core's helper thread (see
-/// [`bp_core::join`]), which doubles the loads in flight again (figures in docs/performance.md,
-/// "The batch gather").
+/// batch is cut into parts of whole groups of rows, one per thread of bp-core's pool (see
+/// [`bp_core::threads`]) while each has at least [`SHARED_GATHER_ELEMENTS`] elements, which
+/// multiplies the loads in flight again (figures in docs/performance.md, "The batch gather").
 fn gather<A: Copy + Send + Sync>(x: ArrayView2<'_, A>, indices: &[usize], out: &mut Array2<A>) {
     let cols = x.ncols();
     debug_assert_eq!(out.dim(), (indices.len(), cols));
@@ -911,17 +931,20 @@ fn gather<A: Copy + Send + Sync>(x: ArrayView2<'_, A>, indices: &[usize], out: &
     if cols == 0 {
         return;
     }
-    if dst.len() < SHARED_GATHER_ELEMENTS {
+    let parts = bp_core::threads()
+        .min(dst.len() / SHARED_GATHER_ELEMENTS)
+        .max(1);
+    if parts == 1 {
         return gather_rows(src, cols, indices, dst);
     }
-    // The halves a matrix product cuts the batch into, so that each thread's half of `x · W`
-    // reads the rows it copied.
-    let half = indices.len() / 2;
-    let (top, bottom) = dst.split_at_mut(half * cols);
-    bp_core::join(
-        || gather_rows(src, cols, &indices[..half], top),
-        || gather_rows(src, cols, &indices[half..], bottom),
-    );
+    // As many rows in each part as a matrix product's cut gives a thread, so that each thread's
+    // part of `x · W` mostly reads rows it copied.
+    let rows = indices.len().div_ceil(parts);
+    bp_core::install(|| {
+        dst.par_chunks_mut(rows * cols)
+            .zip(indices.par_chunks(rows))
+            .for_each(|(dst, indices)| gather_rows(src, cols, indices, dst));
+    });
 }
 
 /// [`gather`] for row-major `src` and `dst`, rows `cols` long, on the calling thread.
@@ -964,13 +987,13 @@ mod tests {
         let mut out = Array2::<f32>::zeros((2, 0));
         gather(empty.view(), &[4, 0], &mut out);
         assert_eq!(out.dim(), (2, 0));
-        // Batches large enough to be gathered in two halves, and one just below.
+        // Batches large enough to be gathered in parts, and one just below.
         let x = Array2::from_shape_fn((300, 400), |(i, j)| (i * 1000 + j) as f32);
         for batch in [81, 82, 100, 173] {
             let indices: Vec<usize> = (0..batch).map(|r| (r * 37 + 5) % 300).collect();
             let mut out = Array2::from_elem((batch, 400), -1.0);
             gather(x.view(), &indices, &mut out);
-            assert_eq!(out.len() >= SHARED_GATHER_ELEMENTS, batch > 81);
+            assert_eq!(out.len() >= 2 * SHARED_GATHER_ELEMENTS, batch > 81);
             for (r, &i) in indices.iter().enumerate() {
                 assert_eq!(out.row(r), x.row(i), "batch {batch}, row {r}");
             }

@@ -8,7 +8,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// The number of allocations (and reallocations) so far, in every thread of the test: the thread
-/// that calls this, the threads it starts (bp-core's helper thread), and every other thread but
+/// that calls this, the threads it starts (bp-core's pool), and every other thread but
 /// the process's main thread.
 ///
 /// The test harness runs each test on a thread of its own while its main thread waits for the
@@ -69,15 +69,3 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-/// The most allocations a steady training step may make, for a step of `products` matrix products
-/// (`buffers` if some of them are shared with a helper thread, which has a packing buffer of its
-/// own): none where bp-core's kernels compute the products (x86-64 with AVX2 and FMA), else one
-/// packing buffer per product, which `matrixmultiply` allocates inside each call.
-pub fn allowed_per_step(buffers: usize) -> usize {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        return 0;
-    }
-    buffers
-}
