@@ -10,10 +10,10 @@
 mod common;
 mod counting;
 
-use bp_core::Init;
+use bp_core::{Init, parse_layers};
 use bp_train::{
-    Dataset, Length, MultiLayerConfig, MultiLayerNet, Observer, OptimizerKind, Sampling, Stream,
-    TrainConfig, TwoLayerNet, rng, train,
+    Dataset, Length, MultiLayerConfig, MultiLayerNet, NetOptions, Network, Observer, OptimizerKind,
+    Sampling, Stream, TrainConfig, TwoLayerNet, rng, train,
 };
 
 /// Records the allocation counter at every step, into storage reserved up front.
@@ -51,6 +51,8 @@ fn max_allocations_per_step(
 fn steady_training_steps_allocate_nothing() {
     let (x, t) = common::digits_f32(300, 5, 1);
     let data = Dataset::new(x.view(), &t);
+    let images = x.clone().into_shape_with_order((300, 1, 8, 8)).unwrap();
+    let image_data = Dataset::new(images.view(), &t);
     for optimizer in [OptimizerKind::Sgd, OptimizerKind::Adam] {
         for sampling in [Sampling::Book, Sampling::Shuffle] {
             let cfg = TrainConfig {
@@ -87,6 +89,37 @@ fn steady_training_steps_allocate_nothing() {
             let n = max_allocations_per_step(&mut multi, &cfg);
             assert!(
                 n <= counting::allowed_per_step(8),
+                "{optimizer:?} {sampling:?}: {n} allocations per step"
+            );
+
+            // A convnet on 8 x 8 images: two convolutions (padded, strided), pooling, flatten,
+            // dropout; each convolution's batch of 20 in 4 parts shared with the helper, each part 2
+            // products forward and 2 or 3 backward, and the affine layer's 2.
+            let mut convnet = |cfg: &TrainConfig, counter: &mut Counter| {
+                let layers = parse_layers(
+                    "conv 6 3x3 pad 1, relu, maxpool 2, conv 8 3x3 stride 2 pad 1, relu, \
+                     dropout 0.2, flatten, affine 5",
+                )
+                .unwrap();
+                let options = NetOptions {
+                    init: Init::He,
+                    weight_decay: 1e-3,
+                };
+                let mut net =
+                    Network::<f32>::new(&[1, 8, 8], layers, options, &mut rng(0, Stream::Init))
+                        .unwrap();
+                train(
+                    &mut net,
+                    image_data.clone(),
+                    image_data.clone(),
+                    cfg,
+                    counter,
+                )
+                .unwrap()
+            };
+            let n = max_allocations_per_step(&mut convnet, &cfg);
+            assert!(
+                n <= counting::allowed_per_step(4 * (4 + 5) + 2),
                 "{optimizer:?} {sampling:?}: {n} allocations per step"
             );
         }

@@ -11,8 +11,11 @@
 
 mod counting;
 
-use bp_train::{Dataset, Length, Observer, Stream, TrainConfig, TwoLayerNet, rng, train};
-use ndarray::Array2;
+use bp_core::{Init, parse_layers};
+use bp_train::{
+    Dataset, Length, NetOptions, Network, Observer, Stream, TrainConfig, TwoLayerNet, rng, train,
+};
+use ndarray::{Array2, Array4};
 
 /// Records the allocation counter after every step, into storage reserved up front.
 struct Counter {
@@ -56,6 +59,38 @@ fn steady_steps_with_a_helper_thread_allocate_nothing() {
     assert!(
         most <= counting::allowed_per_step(PACKING_BUFFERS_PER_STEP),
         "{most} allocations in a steady step: {:?}",
+        counter.at_step
+    );
+
+    // A SimpleConvNet on 12 x 12 images, batch 100: the convolution's 20 parts of 5 samples and
+    // the pooling's planes are halved between the two threads.
+    let images = Array4::from_shape_fn((n, 1, 12, 12), |(i, _, y, z)| {
+        ((i * 7 + y * 13 + z) % 17) as f32 / 17.0
+    });
+    let data = Dataset::new(images.view(), &t);
+    let layers = parse_layers("conv 8 5x5, relu, maxpool 2 stride 2, affine 20, relu, affine 10")
+        .expect("a valid list");
+    let options = NetOptions {
+        init: Init::Std(0.01),
+        weight_decay: 0.0,
+    };
+    let mut net = Network::<f32>::new(&[1, 12, 12], layers, options, &mut rng(0, Stream::Init))
+        .expect("the list fits the images");
+    let mut counter = Counter {
+        at_step: Vec::with_capacity(100),
+    };
+    train(&mut net, data.clone(), data.clone(), &cfg, &mut counter)
+        .expect("the run does not diverge");
+    let most = counter.at_step[1..]
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .expect("at least three steps");
+    // Each part's 2 products forward and 2 backward (the first layer skips dx), and the affine
+    // layers' 5.
+    assert!(
+        most <= counting::allowed_per_step(20 * 4 + 5),
+        "{most} allocations in a steady convnet step: {:?}",
         counter.at_step
     );
 }

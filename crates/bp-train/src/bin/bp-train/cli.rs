@@ -854,8 +854,8 @@ mod tests {
             ),
             ("affine 50, relu, affine 10,", "layer 4 ``: is empty"),
             (
-                "conv 30 5x5, relu, affine 10",
-                "layer 1 `conv 30 5x5`: unknown layer `conv`",
+                "conv 30 5y5, relu, affine 10",
+                "layer 1 `conv 30 5y5`: conv KxK, the filter's size, must be like 5x5 or 3x2, not `5y5`",
             ),
         ];
         for (list, expected) in cases {
