@@ -57,6 +57,9 @@ pub struct Pooling<A> {
 
 /// Pools the planes `x` into `out`, writing where each maximum lies into `argmax`.
 fn pool_planes<A: NdFloat>(g: &Geometry, x: &[A], out: &mut [A], argmax: &mut [u32]) {
+    if (g.fh, g.fw, g.stride, g.pad) == (2, 2, 2, 0) {
+        return pool_2x2(g, x, out, argmax);
+    }
     let (plane, positions) = (g.height * g.width, g.positions());
     for ((x, out), argmax) in x
         .chunks_exact(plane)
@@ -81,6 +84,50 @@ fn pool_planes<A: NdFloat>(g: &Geometry, x: &[A], out: &mut [A], argmax: &mut [u
                 let o = oh * g.ow + ow;
                 out[o] = x[best];
                 argmax[o] = u32::try_from(best).expect("a plane's index fits in u32");
+            }
+        }
+    }
+}
+
+/// [`pool_planes`] for the book's 2 x 2 windows at stride 2 without padding: the two input rows of
+/// each output row walked in pairs, with the same comparisons in the same order (the first
+/// maximum wins: top left, top right, bottom left, bottom right).
+fn pool_2x2<A: NdFloat>(g: &Geometry, x: &[A], out: &mut [A], argmax: &mut [u32]) {
+    let (w, plane, positions) = (g.width, g.height * g.width, g.positions());
+    for ((x, out), argmax) in x
+        .chunks_exact(plane)
+        .zip(out.chunks_exact_mut(positions))
+        .zip(argmax.chunks_exact_mut(positions))
+    {
+        for (oh, (out, argmax)) in out
+            .chunks_exact_mut(g.ow)
+            .zip(argmax.chunks_exact_mut(g.ow))
+            .enumerate()
+        {
+            let top_start = 2 * oh * w;
+            let top = &x[top_start..top_start + 2 * g.ow];
+            let bottom = &x[top_start + w..top_start + w + 2 * g.ow];
+            let base = u32::try_from(top_start).expect("a plane's index fits in u32");
+            let w32 = u32::try_from(w).expect("a plane's index fits in u32");
+            for (ow, ((o, a), (t, b))) in out
+                .iter_mut()
+                .zip(argmax.iter_mut())
+                .zip(top.chunks_exact(2).zip(bottom.chunks_exact(2)))
+                .enumerate()
+            {
+                let left = base + 2 * ow as u32;
+                let (mut best, mut at) = (t[0], left);
+                if t[1] > best {
+                    (best, at) = (t[1], left + 1);
+                }
+                if b[0] > best {
+                    (best, at) = (b[0], left + w32);
+                }
+                if b[1] > best {
+                    (best, at) = (b[1], left + w32 + 1);
+                }
+                *o = best;
+                *a = at;
             }
         }
     }
@@ -380,6 +427,45 @@ mod tests {
                             .any(|&m| m == x[[i, ch, y, z]])
                     );
                 }
+            }
+        }
+    }
+
+    /// The 2 x 2, stride 2 path gives what the general one gives, ties and ragged edges included.
+    #[test]
+    fn the_2x2_path_equals_the_general_one() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(6);
+        for (h, w) in [(24, 24), (5, 7), (2, 2), (9, 4)] {
+            // Values rounded to a few levels, so that windows have ties.
+            let x = randn::<f64, _, _>((3, 2, h, w), 1.0, &mut rng).mapv(|v| (v * 2.0).round());
+            let g = Geometry::new([2, h, w], (2, 2), 2, 0).unwrap();
+            let n = 6 * g.positions();
+            let (mut out, mut at) = (vec![0.0; n], vec![0; n]);
+            pool_planes(&g, x.as_slice().unwrap(), &mut out, &mut at);
+            let (mut out2, mut at2) = (vec![0.0; n], vec![0; n]);
+            general_planes(&g, x.as_slice().unwrap(), &mut out2, &mut at2);
+            assert_eq!((out, at), (out2, at2), "{h} x {w}");
+        }
+    }
+
+    /// 2 x 2 windows at stride 2 by the general order of comparisons, one output at a time.
+    fn general_planes(g: &Geometry, x: &[f64], out: &mut [f64], argmax: &mut [u32]) {
+        let (plane, positions) = (g.height * g.width, g.positions());
+        for ((x, out), argmax) in x
+            .chunks_exact(plane)
+            .zip(out.chunks_exact_mut(positions))
+            .zip(argmax.chunks_exact_mut(positions))
+        {
+            for o in 0..positions {
+                let (top, left) = (o / g.ow * 2, o % g.ow * 2);
+                let mut best = top * g.width + left;
+                for i in [best + 1, best + g.width, best + g.width + 1] {
+                    if x[i] > x[best] {
+                        best = i;
+                    }
+                }
+                out[o] = x[best];
+                argmax[o] = best as u32;
             }
         }
     }
