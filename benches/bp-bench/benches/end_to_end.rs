@@ -7,21 +7,26 @@
 //! the default (a helper thread for large matrix products on a machine with two CPUs or more),
 //! alternating, so that the two are compared under the same conditions.
 //!
+//! The book's convnets (`bp-train --net simple-convnet` and `deep-convnet`, f32, batch 100, Adam)
+//! train for `--conv-iters` steps (100 by default) with the default threads; their seconds per
+//! epoch are the median seconds per step times the 600 steps of an epoch.
+//!
 //! Run with `cargo bench -p bp-bench`; `cargo bench -p bp-bench -- --runs 5` for more runs,
-//! `-- --iters 2000` for shorter book runs, and `-- book`, `-- f64`, `-- wide` or `-- eval` for
-//! some cases only.
+//! `-- --iters 2000` for shorter book runs, and `-- book`, `-- f64`, `-- wide`, `-- eval`,
+//! `-- simple-convnet` or `-- deep-convnet` for some cases only.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use bp_bench::{median, predict_flops, step_flops};
+use bp_bench::{median, predict_flops, stack_step_flops, step_flops};
 use bp_data::{MnistOptions, load_mnist};
 use bp_train::{
-    Dataset, Length, Network, Silent, Stream, TrainConfig, TrainSummary, TwoLayerNet, rng, train,
+    Dataset, Length, NamedNet, NetOptions, Network, Observer, Silent, Stream, TrainConfig,
+    TrainSummary, TwoLayerNet, rng, train,
 };
-use ndarray::{Array2, Axis, Ix2, NdFloat, concatenate};
+use ndarray::{Array2, ArrayD, Axis, Ix2, NdFloat, concatenate};
 
 struct Data<A> {
     x_train: Array2<A>,
@@ -33,7 +38,7 @@ struct Data<A> {
 fn load<A: NdFloat>(dir: &PathBuf) -> Result<Data<A>, String> {
     let opts = MnistOptions::default();
     let mnist = load_mnist::<A>(dir, &opts).map_err(|e| format!("{e}"))?;
-    let two = |x: ndarray::ArrayD<A>| {
+    let two = |x: ArrayD<A>| {
         x.into_dimensionality::<Ix2>()
             .map_err(|e| format!("flattened images: {e}"))
     };
@@ -164,6 +169,74 @@ fn compare_threads<A: NdFloat + 'static>(
     last
 }
 
+/// Records the time of each training step.
+struct StepTimes {
+    last: Instant,
+    seconds: Vec<f64>,
+}
+
+impl Observer for StepTimes {
+    fn step(&mut self, _done: usize) {
+        let now = Instant::now();
+        self.seconds.push((now - self.last).as_secs_f64());
+        self.last = now;
+    }
+}
+
+/// Trains a named convnet for `iters` steps on the images `x`, `runs` times, and prints a row:
+/// seconds per epoch from the median step (the first two steps, which size the buffers, left out).
+fn convnet(name: &str, x: &ArrayD<f32>, t: &[usize], iters: usize, runs: usize) {
+    let net_spec = NamedNet::find(name).expect("a named net");
+    let specs = net_spec.layers();
+    let flops = stack_step_flops(&specs, &[1, 28, 28], net_spec.batch_size)
+        .expect("the named nets fit MNIST");
+    let mut per_step = Vec::new();
+    for _ in 0..runs {
+        let mut net = Network::<f32>::new(
+            &[1, 28, 28],
+            specs.clone(),
+            NetOptions {
+                init: net_spec.init,
+                weight_decay: 0.0,
+            },
+            &mut rng(0, Stream::Init),
+        )
+        .expect("the named nets fit MNIST");
+        let cfg = TrainConfig {
+            length: Length::Iters(iters),
+            batch_size: net_spec.batch_size,
+            optimizer: net_spec.optimizer,
+            lr: net_spec.lr,
+            ..TrainConfig::default()
+        };
+        // A test set of one batch: the evaluation after the run is not timed anyway.
+        let data = Dataset::new(x.view(), t);
+        let small = Dataset::new(x.slice_axis(Axis(0), (0..100).into()), &t[..100]);
+        let mut times = StepTimes {
+            last: Instant::now(),
+            seconds: Vec::with_capacity(iters),
+        };
+        train(&mut net, data, small, &cfg, &mut times).expect("the benchmark runs do not diverge");
+        per_step.push(median(&times.seconds[2.min(times.seconds.len() - 1)..]));
+    }
+    let step = median(&per_step);
+    let all: Vec<String> = per_step
+        .iter()
+        .map(|s| format!("{:.2}", s * 600.0))
+        .collect();
+    println!(
+        "{:<32} {:>7} {:>5} {:>9} {:>9.2} {:>10.0} {:>8.1}   (s/epoch of each run: {})",
+        format!("{name} f32, {iters} iters"),
+        bp_core::threads(),
+        runs,
+        "",
+        step * 600.0,
+        net_spec.batch_size as f64 / step,
+        flops as f64 / step / 1e9,
+        all.join(" ")
+    );
+}
+
 /// Times the accuracy on all 70,000 images (training and test sets, as the training loop evaluates
 /// them after each epoch) with one thread and with the default.
 fn eval<A: NdFloat>(name: &str, data: &Data<A>, net: &Network<A>, runs: usize) {
@@ -211,6 +284,7 @@ fn eval<A: NdFloat>(name: &str, data: &Data<A>, net: &Network<A>, runs: usize) {
 fn main() -> ExitCode {
     let mut runs = 3;
     let mut iters = 10_000;
+    let mut conv_iters = 100;
     let mut cases: Vec<String> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -226,6 +300,13 @@ fn main() -> ExitCode {
                 Some(n) if n > 0 => iters = n,
                 _ => {
                     eprintln!("--iters needs a positive number");
+                    return ExitCode::from(2);
+                }
+            },
+            "--conv-iters" => match args.next().and_then(|n| n.parse().ok()) {
+                Some(n) if n > 3 => conv_iters = n,
+                _ => {
+                    eprintln!("--conv-iters needs a number above 3");
                     return ExitCode::from(2);
                 }
             },
@@ -285,6 +366,23 @@ fn main() -> ExitCode {
             Length::Epochs(2),
             runs,
         );
+    }
+    if wants("simple-convnet") || wants("deep-convnet") {
+        let opts = MnistOptions {
+            flatten: false,
+            ..MnistOptions::default()
+        };
+        match load_mnist::<f32>(&dir, &opts) {
+            Ok(mnist) => {
+                let t = mnist.t_train.to_index();
+                for name in ["simple-convnet", "deep-convnet"] {
+                    if wants(name) {
+                        convnet(name, &mnist.x_train, &t, conv_iters, runs);
+                    }
+                }
+            }
+            Err(e) => eprintln!("cannot load {}: {e}", dir.display()),
+        }
     }
     if let (true, Some(net)) = (wants("eval"), &book_net) {
         eval("book net f32, accuracy", &data32, net, runs);

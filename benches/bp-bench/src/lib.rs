@@ -37,6 +37,46 @@ pub fn predict_flops(sizes: &[usize], n: usize) -> u64 {
         .sum()
 }
 
+/// The floating-point operations of the matrix products of one lean training step of a network
+/// given as a layer list for samples of shape `input`: for each convolution, `2·batch·FN·C·KH·KW·
+/// OH·OW` for `W · col`, as much for `dW` and again for `dx` unless it is the first layer; for each
+/// affine layer, as [`step_flops`] counts. Pooling, relu and dropout are not counted.
+///
+/// ```
+/// let specs = bp_core::parse_layers("conv 30 5x5, relu, maxpool 2, affine 100, relu, affine 10")?;
+/// // SimpleConvNet, batch 100: conv 2·2·100·30·25·576, affine 4320-100 and 100-10 with dx.
+/// let conv = 2 * 2 * 100 * 30 * 25 * 576;
+/// let affine = 3 * 2 * 100 * 4320 * 100 + 3 * 2 * 100 * 100 * 10;
+/// assert_eq!(bp_bench::stack_step_flops(&specs, &[1, 28, 28], 100)?, (conv + affine) as u64);
+/// # Ok::<(), bp_core::LayerError>(())
+/// ```
+///
+/// # Errors
+///
+/// The list's error if it cannot be planned for `input`.
+pub fn stack_step_flops(
+    specs: &[bp_core::LayerSpec],
+    input: &[usize],
+    batch: usize,
+) -> Result<u64, bp_core::LayerError> {
+    let plan = bp_core::plan_stack(specs, input)?;
+    let mut total = 0u64;
+    let mut first = true;
+    for ((spec, shape), layer) in specs.iter().zip(&plan.input_shapes).zip(&plan.layers) {
+        let features: usize = shape.iter().product();
+        let outputs: usize = layer.output_shape.iter().product();
+        let fmas = match *spec {
+            bp_core::LayerSpec::Conv { size, .. } => shape[0] * size[0] * size[1] * outputs,
+            bp_core::LayerSpec::Affine { out } => features * out,
+            _ => continue,
+        };
+        let products = if first { 2 } else { 3 };
+        first = false;
+        total += products * 2 * (batch * fmas) as u64;
+    }
+    Ok(total)
+}
+
 /// The median of some measurements (the mean of the middle two for an even count); `NaN` for none.
 ///
 /// ```

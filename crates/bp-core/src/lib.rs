@@ -34,16 +34,21 @@
 //! ```
 
 mod affine;
+mod batch;
 mod batch_norm;
+mod conv;
 mod dropout;
+mod flatten;
 mod float;
 mod gemm;
 mod graph;
+mod im2col;
 mod init;
 mod layer;
 mod matmul;
 mod numerical;
 mod parallel;
+mod pooling;
 mod relu;
 mod sequential;
 mod sigmoid;
@@ -51,9 +56,12 @@ mod spec;
 
 pub use affine::Affine;
 pub use batch_norm::BatchNorm;
+pub use conv::Convolution;
 pub use dropout::Dropout;
+pub use flatten::Flatten;
 pub use float::Compact;
 pub use graph::{AddLayer, MulLayer};
+pub use im2col::{col2im, im2col};
 pub use init::{Init, randn};
 pub use layer::{AsAny, Layer, LayerClone, Param, ParamKind};
 pub use matmul::{Backend, GEMM_PART_FMAS, MIN_PART_FMAS, Products};
@@ -61,6 +69,7 @@ pub use numerical::{
     H, numerical_gradient, numerical_param_gradients, numerical_param_gradients_parallel,
 };
 pub use parallel::{install, set_threads, threads};
+pub use pooling::Pooling;
 pub use relu::Relu;
 pub use sequential::Sequential;
 pub use sigmoid::Sigmoid;

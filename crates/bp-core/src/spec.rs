@@ -46,9 +46,10 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::float::Compact;
+use crate::im2col::Geometry;
 use crate::init::Init;
 use crate::layer::Layer;
-use crate::{Affine, BatchNorm, Dropout, Relu, Sequential, Sigmoid};
+use crate::{Affine, BatchNorm, Convolution, Dropout, Flatten, Pooling, Relu, Sequential, Sigmoid};
 
 /// One layer of a stack, as a user writes it and a model file keeps it.
 ///
@@ -73,6 +74,32 @@ pub enum LayerSpec {
     },
     /// `batchnorm`: [`BatchNorm`] over every feature of a sample (PyTorch's `BatchNorm1d`).
     BatchNorm,
+    /// `conv FN KHxKW [stride S] [pad P]`: [`Convolution`] of `FN` filters of `KH x KW` over every
+    /// channel of its input images, at stride `S` (1 if not said) with zero padding `P` (0 if not
+    /// said); PyTorch's `Conv2d`.
+    Conv {
+        /// The number of filters, the output's channels.
+        filters: usize,
+        /// Rows and columns of a filter.
+        size: [usize; 2],
+        /// How far the filter moves.
+        stride: usize,
+        /// Zero padding on each side.
+        pad: usize,
+    },
+    /// `maxpool K [stride S] [pad P]`: [`Pooling`], the maximum of each `K x K` window, at stride
+    /// `S` (`K` if not said) with padding `P` (0 if not said); PyTorch's `MaxPool2d`.
+    MaxPool {
+        /// Rows and columns of a window.
+        size: usize,
+        /// How far the window moves.
+        stride: usize,
+        /// Padding on each side, at most `size / 2`.
+        pad: usize,
+    },
+    /// `flatten`: [`Flatten`], each sample to a row (PyTorch's `Flatten`). Optional before
+    /// `affine`, which reads images as rows itself.
+    Flatten,
 }
 
 /// A word of the layer list: what it builds, its arguments, and how they are read.
@@ -135,7 +162,98 @@ pub const LAYER_WORDS: &[LayerWord] = &[
         about: "batch normalisation of every feature, with a learnt scale and shift",
         parse: |args| no_args(args, LayerSpec::BatchNorm),
     },
+    LayerWord {
+        word: "conv",
+        aliases: &["conv2d", "convolution"],
+        args: "FN KxK [stride S] [pad P]",
+        about: "convolution of FN filters of K x K (or KHxKW) at stride S (1) with zero padding P \
+                (0) (the book's Convolution, PyTorch's Conv2d); takes images",
+        parse: |args| match args {
+            [filters, size, options @ ..] => {
+                let filters = positive(filters, "FN, the number of filters,")?;
+                let size = kernel_size(size)?;
+                let [stride, pad] = window_options(options, "conv 30 5x5 stride 1 pad 0")?;
+                Ok(LayerSpec::Conv {
+                    filters,
+                    size,
+                    stride: stride.unwrap_or(1),
+                    pad: pad.unwrap_or(0),
+                })
+            }
+            _ => {
+                Err("takes FN and KxK, then optionally stride S and pad P (conv 30 5x5)".to_owned())
+            }
+        },
+    },
+    LayerWord {
+        word: "maxpool",
+        aliases: &["max_pool", "maxpool2d", "pooling"],
+        args: "K [stride S] [pad P]",
+        about: "max pooling over K x K windows at stride S (K) with padding P (0) (the book's \
+                Pooling, PyTorch's MaxPool2d); takes images",
+        parse: |args| match args {
+            [size, options @ ..] => {
+                let size = positive(size, "K, the window's size,")?;
+                let [stride, pad] = window_options(options, "maxpool 2 stride 2 pad 0")?;
+                Ok(LayerSpec::MaxPool {
+                    size,
+                    stride: stride.unwrap_or(size),
+                    pad: pad.unwrap_or(0),
+                })
+            }
+            _ => Err("takes K, then optionally stride S and pad P (maxpool 2)".to_owned()),
+        },
+    },
+    LayerWord {
+        word: "flatten",
+        aliases: &[],
+        args: "",
+        about: "each sample to a row (optional before affine, which does it itself)",
+        parse: |args| no_args(args, LayerSpec::Flatten),
+    },
 ];
+
+/// `K` or `KHxKW`, a filter's size.
+fn kernel_size(text: &str) -> Result<[usize; 2], String> {
+    let bad = || format!("KxK, the filter's size, must be like 5x5 or 3x2, not `{text}`");
+    let (h, w) = text.split_once(['x', 'X']).unwrap_or((text, text));
+    match (h.parse::<usize>(), w.parse::<usize>()) {
+        (Ok(h), Ok(w)) if h > 0 && w > 0 => Ok([h, w]),
+        _ => Err(bad()),
+    }
+}
+
+/// `stride S` and `pad P`, in any order, each at most once.
+fn window_options(args: &[&str], example: &str) -> Result<[Option<usize>; 2], String> {
+    let mut found = [None, None];
+    let mut rest = args;
+    while let [name, tail @ ..] = rest {
+        let (slot, what) = match name.to_ascii_lowercase().as_str() {
+            "stride" => (0, "the stride S"),
+            "pad" | "padding" => (1, "the padding P"),
+            _ => {
+                return Err(format!(
+                    "expects `stride S` or `pad P` after its size, not `{name}` ({example})"
+                ));
+            }
+        };
+        let Some((value, tail)) = tail.split_first() else {
+            return Err(format!("`{name}` needs a number ({example})"));
+        };
+        if found[slot].is_some() {
+            return Err(format!("gives `{name}` twice"));
+        }
+        found[slot] = Some(match value.parse::<usize>() {
+            Ok(v) if slot == 1 || v > 0 => v,
+            _ if slot == 0 => {
+                return Err(format!("{what} must be a positive integer, not `{value}`"));
+            }
+            _ => return Err(format!("{what} must be an integer >= 0, not `{value}`")),
+        });
+        rest = tail;
+    }
+    Ok(found)
+}
 
 fn no_args(args: &[&str], spec: LayerSpec) -> Result<LayerSpec, String> {
     if args.is_empty() {
@@ -269,6 +387,32 @@ impl fmt::Display for LayerSpec {
             LayerSpec::Sigmoid => f.write_str("sigmoid"),
             LayerSpec::Dropout { ratio } => write!(f, "dropout {}", Compact(*ratio)),
             LayerSpec::BatchNorm => f.write_str("batchnorm"),
+            LayerSpec::Conv {
+                filters,
+                size: [h, w],
+                stride,
+                pad,
+            } => {
+                write!(f, "conv {filters} {h}x{w}")?;
+                if *stride != 1 {
+                    write!(f, " stride {stride}")?;
+                }
+                if *pad != 0 {
+                    write!(f, " pad {pad}")?;
+                }
+                Ok(())
+            }
+            LayerSpec::MaxPool { size, stride, pad } => {
+                write!(f, "maxpool {size}")?;
+                if stride != size {
+                    write!(f, " stride {stride}")?;
+                }
+                if *pad != 0 {
+                    write!(f, " pad {pad}")?;
+                }
+                Ok(())
+            }
+            LayerSpec::Flatten => f.write_str("flatten"),
         }
     }
 }
@@ -320,7 +464,7 @@ impl LayerSpec {
     /// Whether the layer wants a sample as an image, (channels, rows, columns), rather than a
     /// flat row of features; a network that starts with such a layer is fed images.
     pub fn wants_images(&self) -> bool {
-        false
+        matches!(self, LayerSpec::Conv { .. } | LayerSpec::MaxPool { .. })
     }
 
     /// What the layer will be for samples of shape `input` (without the batch axis): its output
@@ -413,6 +557,88 @@ impl LayerSpec {
                 // The normalised input and the output.
                 times(2, features, "its outputs")?,
             ),
+            LayerSpec::Conv {
+                filters,
+                size,
+                stride,
+                pad,
+            } => {
+                if filters == 0 || size.contains(&0) || stride == 0 {
+                    return Err(
+                        "the number of filters, their size and the stride must be positive"
+                            .to_owned(),
+                    );
+                }
+                let g = window(input, (size[0], size[1]), stride, pad)?;
+                let rows = times(g.channels, size[0] * size[1], "its filters' elements")?;
+                let weights = times(filters, rows, "its weights")?;
+                let positions = times(g.oh, g.ow, "its output positions")?;
+                let outputs = times(filters, positions, "its outputs")?;
+                let col = times(rows, positions, "its unrolled images")?;
+                let padding = if pad == 0 {
+                    String::new()
+                } else {
+                    format!(", padding=({pad}, {pad})")
+                };
+                LayerPlan {
+                    output_shape: vec![filters, g.oh, g.ow],
+                    module: format!(
+                        "Conv2d({}, {filters}, kernel_size=({}, {}), stride=({stride}, {stride}){padding})",
+                        g.channels, size[0], size[1]
+                    ),
+                    params: weights.checked_add(filters).ok_or_else(|| {
+                        format!("its weights and biases ({weights} + {filters}) are more than this machine can count")
+                    })?,
+                    state: 0,
+                    // The unrolled images, the product's output, the output and the spare
+                    // output kept from `dout`, and a share of a part's dW and db (a part is 5
+                    // samples).
+                    per_sample: col
+                        .checked_add(times(3, outputs, "its outputs")?)
+                        .and_then(|n| n.checked_add(weights.div_ceil(5) + filters))
+                        .ok_or_else(|| "its buffers are more than this machine can count".to_owned())?,
+                }
+            }
+            LayerSpec::MaxPool { size, stride, pad } => {
+                if size == 0 || stride == 0 || pad > size / 2 {
+                    return Err(format!(
+                        "the size and stride must be positive and the padding at most half the \
+                         size, not size {size}, stride {stride}, pad {pad}"
+                    ));
+                }
+                let g = window(input, (size, size), stride, pad)?;
+                if g.height
+                    .checked_mul(g.width)
+                    .is_none_or(|n| n > u32::MAX as usize)
+                {
+                    return Err(format!(
+                        "images of {} x {} are more than it can index",
+                        g.height, g.width
+                    ));
+                }
+                let outputs = times(
+                    g.channels,
+                    times(g.oh, g.ow, "its output positions")?,
+                    "its outputs",
+                )?;
+                LayerPlan {
+                    output_shape: vec![g.channels, g.oh, g.ow],
+                    module: format!(
+                        "MaxPool2d(kernel_size={size}, stride={stride}, padding={pad}, dilation=1, ceil_mode=False)"
+                    ),
+                    params: 0,
+                    state: 0,
+                    // The output, the spare output kept from `dout` and where each maximum is.
+                    per_sample: times(3, outputs, "its outputs")?,
+                }
+            }
+            LayerSpec::Flatten => LayerPlan {
+                output_shape: vec![features],
+                module: "Flatten(start_dim=1, end_dim=-1)".to_owned(),
+                params: 0,
+                state: 0,
+                per_sample: 0,
+            },
         })
     }
 
@@ -438,6 +664,22 @@ impl LayerSpec {
             LayerSpec::Sigmoid => Box::<Sigmoid<A>>::default(),
             LayerSpec::Dropout { ratio } => Box::new(Dropout::new(ratio, rng.next_u64())),
             LayerSpec::BatchNorm => Box::new(BatchNorm::new(features)),
+            LayerSpec::Conv {
+                filters,
+                size,
+                stride,
+                pad,
+            } => Box::new(Convolution::random(
+                filters,
+                input[0],
+                (size[0], size[1]),
+                stride,
+                pad,
+                init,
+                rng,
+            )),
+            LayerSpec::MaxPool { size, stride, pad } => Box::new(Pooling::new(size, stride, pad)),
+            LayerSpec::Flatten => Box::<Flatten>::default(),
         };
         Ok(BuiltLayer {
             layer,
@@ -445,6 +687,27 @@ impl LayerSpec {
             module: plan.module,
         })
     }
+}
+
+/// The geometry of a window over samples of shape `input`, which must be images.
+fn window(
+    input: &[usize],
+    size: (usize, usize),
+    stride: usize,
+    pad: usize,
+) -> Result<Geometry, String> {
+    let &[c, h, w] = input else {
+        return Err(format!(
+            "takes images (channels, rows, columns), not samples of shape {input:?}: put it \
+             first, or after another layer that gives images"
+        ));
+    };
+    Geometry::new([c, h, w], size, stride, pad).ok_or_else(|| {
+        format!(
+            "a {} x {} window at stride {stride} with padding {pad} does not fit images of {h} x {w}",
+            size.0, size.1
+        )
+    })
 }
 
 /// A float as Python's `repr` writes it: `0.5`, `1.0`, `1e-06`.
@@ -595,8 +858,28 @@ mod tests {
             LayerSpec::Sigmoid,
             LayerSpec::Dropout { ratio: 0.25 },
             LayerSpec::BatchNorm,
+            LayerSpec::Conv {
+                filters: 16,
+                size: [3, 2],
+                stride: 2,
+                pad: 1,
+            },
+            LayerSpec::MaxPool {
+                size: 3,
+                stride: 2,
+                pad: 1,
+            },
+            LayerSpec::Flatten,
         ];
         let text: Vec<String> = specs.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text[5..],
+            [
+                "conv 16 3x2 stride 2 pad 1",
+                "maxpool 3 stride 2 pad 1",
+                "flatten"
+            ]
+        );
         assert_eq!(parse_layers(&text.join(", ")).unwrap(), specs);
         // Every registry word appears among the specs' text forms.
         for word in LAYER_WORDS {
@@ -605,7 +888,7 @@ mod tests {
         let json = serde_json::to_string(&specs).unwrap();
         assert_eq!(
             json,
-            r#"[{"layer":"affine","out":7},{"layer":"relu"},{"layer":"sigmoid"},{"layer":"dropout","ratio":0.25},{"layer":"batch_norm"}]"#
+            r#"[{"layer":"affine","out":7},{"layer":"relu"},{"layer":"sigmoid"},{"layer":"dropout","ratio":0.25},{"layer":"batch_norm"},{"layer":"conv","filters":16,"size":[3,2],"stride":2,"pad":1},{"layer":"max_pool","size":3,"stride":2,"pad":1},{"layer":"flatten"}]"#
         );
         assert_eq!(
             serde_json::from_str::<Vec<LayerSpec>>(&json).unwrap(),
@@ -633,9 +916,9 @@ mod tests {
             ("dropout 1", 1, "R must be a number in [0, 1), not `1`"),
             ("dropout", 1, "dropout takes one argument, R"),
             (
-                "affine 10, conv 3",
+                "affine 10, convolve 3",
                 2,
-                "unknown layer `conv`; the layers are affine N, relu",
+                "unknown layer `convolve`; the layers are affine N, relu",
             ),
         ];
         for &(list, position, expected) in cases {
@@ -643,6 +926,158 @@ mod tests {
             assert_eq!(err.position, position, "{list}: {err}");
             assert!(err.to_string().contains(expected), "{list}: {err}");
         }
+    }
+
+    #[test]
+    fn convnets_read_plan_and_build_as_the_book_and_pytorch_say() {
+        let specs =
+            parse_layers("conv 30 5x5, relu, maxpool 2 stride 2, affine 100, relu, affine 10")
+                .unwrap();
+        assert_eq!(
+            specs[0],
+            LayerSpec::Conv {
+                filters: 30,
+                size: [5, 5],
+                stride: 1,
+                pad: 0
+            }
+        );
+        assert_eq!(specs[2].to_string(), "maxpool 2");
+        assert!(specs[0].wants_images() && specs[2].wants_images() && !specs[3].wants_images());
+        let plan = plan_stack(&specs, &[1, 28, 28]).unwrap();
+        assert_eq!(
+            plan.input_shapes,
+            [
+                vec![1, 28, 28],
+                vec![30, 24, 24],
+                vec![30, 24, 24],
+                vec![30, 12, 12],
+                vec![100],
+                vec![100]
+            ]
+        );
+        // The book's SimpleConvNet: 30·25 + 30 + 4320·100 + 100 + 100·10 + 10.
+        assert_eq!(plan.params(), 780 + 432_100 + 1010);
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(0);
+        let stack = build_stack::<f32, _>(&specs, &[1, 28, 28], Init::Std(0.01), &mut rng).unwrap();
+        assert_eq!(
+            stack.modules,
+            plan.layers
+                .iter()
+                .map(|l| l.module.clone())
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            stack.modules[0],
+            "Conv2d(1, 30, kernel_size=(5, 5), stride=(1, 1))"
+        );
+        assert_eq!(
+            stack.modules[2],
+            "MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)"
+        );
+        assert_eq!(stack.layers.num_params(), plan.params());
+        let names: Vec<&str> = stack.layers.layers().iter().map(|l| l.name()).collect();
+        assert_eq!(
+            names,
+            ["Convolution", "Relu", "Pooling", "Affine", "Relu", "Affine"]
+        );
+        let out = stack
+            .layers
+            .predict(ndarray::ArrayD::zeros(ndarray::IxDyn(&[2, 1, 28, 28])));
+        assert_eq!(out.shape(), [2, 10]);
+
+        let specs = parse_layers(
+            "Conv2d 16 3x3 pad 1, conv 32 3 stride 2 padding 2, MaxPool2d 3 pad 1 stride 1, flatten",
+        )
+        .unwrap();
+        let plan = plan_stack(&specs, &[3, 7, 5]).unwrap();
+        // 7 x 5 padded by 1: 7 x 5; padded by 2 at stride 2: (11 - 3) / 2 + 1 = 5 by (9 - 3) / 2
+        // + 1 = 4; the pool keeps 5 x 4.
+        assert_eq!(
+            plan.input_shapes[1..],
+            [vec![16, 7, 5], vec![32, 5, 4], vec![32, 5, 4]]
+        );
+        assert_eq!(plan.output_shape, [640]);
+        assert_eq!(
+            plan.layers[0].module,
+            "Conv2d(3, 16, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))"
+        );
+        assert_eq!(plan.layers[3].module, "Flatten(start_dim=1, end_dim=-1)");
+        assert_eq!(plan.params(), 16 * 27 + 16 + 32 * 144 + 32);
+    }
+
+    #[test]
+    fn convnets_that_cannot_be_built_are_refused_naming_the_layer() {
+        let parse_cases: &[(&str, &str)] = &[
+            ("conv 30", "conv takes FN and KxK"),
+            (
+                "conv 0 5x5",
+                "FN, the number of filters, must be a positive integer, not `0`",
+            ),
+            (
+                "conv 30 5y5",
+                "KxK, the filter's size, must be like 5x5 or 3x2, not `5y5`",
+            ),
+            ("conv 30 0x5", "not `0x5`"),
+            ("conv 30 5x5 stride", "`stride` needs a number"),
+            (
+                "conv 30 5x5 stride 0",
+                "the stride S must be a positive integer, not `0`",
+            ),
+            (
+                "conv 30 5x5 pad -1",
+                "the padding P must be an integer >= 0, not `-1`",
+            ),
+            ("conv 30 5x5 pad 1 pad 2", "gives `pad` twice"),
+            (
+                "conv 30 5x5 dilation 2",
+                "expects `stride S` or `pad P` after its size, not `dilation`",
+            ),
+            ("maxpool", "maxpool takes K"),
+            (
+                "maxpool 2x2",
+                "K, the window's size, must be a positive integer",
+            ),
+            ("flatten 2", "flatten takes no arguments"),
+        ];
+        for &(list, expected) in parse_cases {
+            let err = parse_layers(list).unwrap_err();
+            assert!(err.to_string().contains(expected), "{list}: {err}");
+        }
+        let plan_cases: &[(&str, &[usize], &str)] = &[
+            (
+                "conv 8 3x3",
+                &[784],
+                "layer 1 `conv 8 3x3`: takes images (channels, rows, columns), not samples of shape [784]",
+            ),
+            (
+                "conv 8 5x5",
+                &[1, 4, 4],
+                "a 5 x 5 window at stride 1 with padding 0 does not fit images of 4 x 4",
+            ),
+            (
+                "affine 10, maxpool 2",
+                &[1, 4, 4],
+                "layer 2 `maxpool 2`: takes images",
+            ),
+            (
+                "maxpool 2 pad 2",
+                &[1, 4, 4],
+                "the padding at most half the size, not size 2, stride 2, pad 2",
+            ),
+        ];
+        for &(list, input, expected) in plan_cases {
+            let err = plan_stack(&parse_layers(list).unwrap(), input).unwrap_err();
+            assert!(err.to_string().contains(expected), "{list}: {err}");
+        }
+        let huge = LayerSpec::Conv {
+            filters: usize::MAX,
+            size: [3, 3],
+            stride: 1,
+            pad: 0,
+        };
+        let err = huge.plan(&[2, 8, 8]).unwrap_err();
+        assert!(err.contains("more than this machine can count"), "{err}");
     }
 
     #[test]

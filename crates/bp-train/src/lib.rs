@@ -8,7 +8,8 @@
 //!   backward, inference, parameter visiting and accuracy are written once. The book's
 //!   [`TwoLayerNet`] (`Affine -> Relu -> Affine`) and [`MultiLayerNet`] (any hidden sizes, Relu or
 //!   Sigmoid, std/He/Xavier initialisation, optional batch normalisation, dropout and weight decay)
-//!   are named constructors of such lists, in `f32` or `f64`.
+//!   are named constructors of such lists, in `f32` or `f64`, and the convnets of chapters 7 and 8
+//!   are [`NAMED_NETS`].
 //! - Optimizers implement [`Optimizer`]: [`Sgd`], [`Momentum`], [`AdaGrad`], [`Adam`], with the
 //!   book's formulas; a [`Schedule`] varies the learning rate.
 //! - [`train`] runs the loop: the book's sampling or shuffled epochs, one forward and backward pass
@@ -55,6 +56,7 @@ pub mod files;
 mod memory;
 pub mod model_file;
 mod multi_layer;
+mod named;
 mod network;
 mod optimizer;
 mod schedule;
@@ -66,6 +68,7 @@ pub use augment::Augment;
 pub use element::Dtype;
 pub use memory::{Bytes, MemoryEstimate, estimate_memory};
 pub use multi_layer::{Activation, MultiLayerConfig, MultiLayerNet};
+pub use named::{NAMED_NETS, NamedNet};
 pub use network::{EVAL_CHUNK, NetOptions, Network, argmax, chunked_accuracy, count_correct};
 pub use optimizer::{AdaGrad, Adam, EPSILON, Momentum, Optimizer, OptimizerKind, Sgd};
 pub use schedule::Schedule;

@@ -10,10 +10,10 @@
 mod common;
 mod counting;
 
-use bp_core::Init;
+use bp_core::{Init, parse_layers};
 use bp_train::{
-    Augment, Dataset, Length, MultiLayerConfig, MultiLayerNet, Observer, OptimizerKind, Sampling,
-    Stream, TrainConfig, TwoLayerNet, rng, train,
+    Augment, Dataset, Length, MultiLayerConfig, MultiLayerNet, NetOptions, Network, Observer,
+    OptimizerKind, Sampling, Stream, TrainConfig, TwoLayerNet, rng, train,
 };
 
 /// Records the allocation counter at every step, into storage reserved up front.
@@ -96,6 +96,36 @@ fn steady_training_steps_allocate_nothing() {
             assert!(
                 n == 0,
                 "{optimizer:?} {sampling:?}: {n} allocations per step"
+            );
+
+            // A convnet on 8 x 8 images, shifted at random: two convolutions (padded, strided),
+            // pooling, flatten, dropout.
+            let mut convnet = |cfg: &TrainConfig, counter: &mut Counter| {
+                let layers = parse_layers(
+                    "conv 6 3x3 pad 1, relu, maxpool 2, conv 8 3x3 stride 2 pad 1, relu, \
+                     dropout 0.2, flatten, affine 5",
+                )
+                .unwrap();
+                let options = NetOptions {
+                    init: Init::He,
+                    weight_decay: 1e-3,
+                };
+                let mut net =
+                    Network::<f32>::new(&[1, 8, 8], layers, options, &mut rng(0, Stream::Init))
+                        .unwrap();
+                train(
+                    &mut net,
+                    image_data.clone(),
+                    image_data.clone(),
+                    cfg,
+                    counter,
+                )
+                .unwrap()
+            };
+            let n = max_allocations_per_step(&mut convnet, &cfg);
+            assert!(
+                n == 0,
+                "convnet {optimizer:?} {sampling:?}: {n} allocations per step"
             );
         }
     }

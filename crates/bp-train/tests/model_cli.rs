@@ -634,3 +634,79 @@ fn fit_mnist_classifies_digits_that_fill_their_picture() {
         "--fit mnist {fitted} against --fit scale {scaled}"
     );
 }
+
+/// A small convnet on 8 x 8 digits, end to end: trained with --save-best, --patience, --metrics
+/// and --plot, then `eval` and `predict` read the model it kept.
+#[test]
+fn a_convnet_trains_saves_evaluates_and_predicts() {
+    let dir = TempDir::new("model-cli-convnet");
+    write_digits(dir.path(), 100, 40, 3);
+    let data = dir.path().to_str().unwrap();
+    let model = dir.path().join("convnet.safetensors");
+    let csv = dir.path().join("metrics.csv");
+    let svg = dir.path().join("curves.svg");
+    let out = success(&[
+        "--data-dir",
+        data,
+        "--layers",
+        "conv 4 3x3 pad 1, relu, maxpool 2, conv 6 3x3, relu, affine 3",
+        "--optimizer",
+        "adam",
+        "--init",
+        "he",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "10",
+        "--save",
+        model.to_str().unwrap(),
+        "--save-best",
+        "--patience",
+        "3",
+        "--metrics",
+        csv.to_str().unwrap(),
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(out.contains("conv 4 3x3 pad 1"), "{out}");
+    let epochs = metrics(&csv);
+    assert!(!epochs.is_empty() && epochs.len() <= 4, "{epochs:?}");
+    assert!(fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+    let AnyModel::F32(saved) = AnyModel::load(&model).unwrap() else {
+        panic!("an f32 run saves an f32 model");
+    };
+    assert_eq!(saved.net.input_shape(), [1, 8, 8]);
+    let best = epochs.iter().map(|&(_, acc)| acc).fold(0.0, f64::max);
+    let record = saved.info.training.unwrap();
+    assert_eq!(format!("{:.4}", record.test_acc), format!("{best:.4}"));
+
+    let eval = success(&[
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--data-dir",
+        data,
+    ]);
+    assert!(
+        eval.contains(&format!("test_acc={:.4} (", record.test_acc)),
+        "{eval}"
+    );
+    // Predict a test digit rendered to PNG: the class that the loaded network gives its pixels.
+    let (images, _) = common::digits(40, 3, 2);
+    let pixels: Vec<u8> = images.iter().take(64).copied().collect();
+    let png = dir.path().join("digit.png");
+    write_png(&png, 8, 8, image::ColorType::L8, &pixels);
+    let predicted = predicted_classes(&success(&[
+        "predict",
+        "--model",
+        model.to_str().unwrap(),
+        png.to_str().unwrap(),
+    ]));
+    let x = ndarray::Array4::from_shape_fn((1, 1, 8, 8), |(_, _, y, z)| {
+        f32::from(pixels[y * 8 + z]) / 255.0
+    });
+    let scores = saved.net.predict(x.into_dyn());
+    let expected = bp_train::argmax(scores.iter().copied()).unwrap();
+    assert_eq!(predicted.len(), 1);
+    assert_eq!(predicted[0].1, expected);
+}

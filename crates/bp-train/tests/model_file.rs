@@ -758,3 +758,56 @@ fn a_save_into_a_missing_directory_is_a_write_error() {
         "cannot write the model file no/such/dir/model.safetensors"
     );
 }
+
+/// A convnet trained for a few steps on 6 x 5 images, saved and loaded: the same
+/// layers and tensors (`Conv2d` weights as (out, in, kh, kw)), and the same predictions bit for bit.
+#[test]
+fn a_convnet_round_trips_with_identical_predictions() {
+    let dir = temp_dir("convnet");
+    let path = dir.join("convnet.safetensors");
+    let layers = parse_layers(
+        "conv 4 3x2 pad 1, relu, maxpool 2 stride 1, conv 3 2x2 stride 2, relu, flatten, \
+         dropout 0.1, affine 4",
+    )
+    .unwrap();
+    let mut net = Network::<f32>::new(
+        &[1, 6, 5],
+        layers,
+        NetOptions {
+            init: Init::He,
+            weight_decay: 0.0,
+        },
+        &mut Xoshiro256PlusPlus::seed_from_u64(4),
+    )
+    .unwrap();
+    let x = ndarray::Array4::from_shape_fn((12, 1, 6, 5), |(i, c, y, z)| {
+        ((i * 5 + c * 7 + y * 3 + z) % 11) as f32 / 10.0
+    })
+    .into_dyn();
+    let t: Vec<usize> = (0..12).map(|i| i % 4).collect();
+    let mut sgd = Sgd::new();
+    for _ in 0..5 {
+        net.gradient(x.clone(), Targets::Index(&t));
+        sgd.step(&mut net, 0.1);
+    }
+    save_model(&path, &net, &ModelInfo::new((6, 5))).unwrap();
+    let model = Model::<f32>::load(&path).unwrap();
+    assert_eq!(model.net.specs(), net.specs());
+    assert_eq!(model.net.input_shape(), [1, 6, 5]);
+    assert_eq!(model.net.predict(x.clone()), net.predict(x));
+
+    let bytes = fs::read(&path).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    let shapes: HashMap<String, Vec<usize>> = file
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| (name, view.shape().to_vec()))
+        .collect();
+    assert_eq!(shapes["layers.0.weight"], [4, 1, 3, 2]);
+    assert_eq!(shapes["layers.0.bias"], [4]);
+    assert_eq!(shapes["layers.3.weight"], [3, 4, 2, 2]);
+    // 6 x 5 padded: 4 x 6 x 6; pooled at stride 1: 4 x 5 x 5; conv 3 2x2 stride 2: 3 x 2 x 2.
+    assert_eq!(shapes["layers.7.weight"], [4, 12]);
+    assert_eq!(shapes.len(), 6);
+    fs::remove_dir_all(&dir).unwrap();
+}

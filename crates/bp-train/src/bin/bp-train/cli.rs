@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use bp_core::{Init, LAYER_WORDS, LayerSpec, parse_layers};
 use bp_train::{
-    Activation, Augment, Dtype, Length, OptimizerKind, Sampling, Schedule, TrainConfig,
+    Activation, Augment, Dtype, Length, NAMED_NETS, NamedNet, OptimizerKind, Sampling, Schedule,
+    TrainConfig,
 };
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::error::ErrorKind;
@@ -89,6 +90,14 @@ pub struct Cli {
     #[arg(long, value_name = "LIST", value_parser = parse_layer_list, allow_hyphen_values = true,
           conflicts_with_all = ["hidden", "activation", "batch_norm", "dropout"])]
     pub layers: Option<LayerList>,
+
+    /// A network by name, with its training settings as defaults (any flag given overrides them):
+    /// simple-convnet (the book's SimpleConvNet: Adam lr 0.001, weights 0.01·randn, batch 100, 20
+    /// epochs) or deep-convnet (DeepConvNet: He initialisation, Adam lr 0.001, batch 100, 20
+    /// epochs). Instead of --layers and its short form
+    #[arg(long, value_name = "NAME", value_parser = named_net(),
+          conflicts_with_all = ["layers", "hidden", "activation", "batch_norm", "dropout"])]
+    pub net: Option<&'static NamedNet>,
 
     /// Hidden layer sizes, comma-separated: 50 is the book's TwoLayerNet, 256,128 two hidden layers
     #[arg(long, value_name = "SIZES", default_value = "50", value_parser = parse_hidden,
@@ -290,6 +299,12 @@ fn choice<T: Copy + Send + Sync + 'static>(
 /// An augmentation, as the library reads it.
 fn parse_augment(s: &str) -> Result<Augment, String> {
     s.parse()
+}
+
+/// A network of [`NAMED_NETS`], by name.
+fn named_net() -> impl TypedValueParser<Value = &'static NamedNet> {
+    PossibleValuesParser::new(NAMED_NETS.iter().map(|n| n.name))
+        .map(|s| NamedNet::find(&s).expect("clap accepts only the possible values"))
 }
 
 /// A layer list, as bp-core reads it.
@@ -494,41 +509,65 @@ impl Cli {
             Some(Command::Serve(args)) => return Ok(Invocation::Serve(args)),
             None => {}
         }
-        let std_given = matches.value_source("weight_init_std") == Some(ValueSource::CommandLine);
+        let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+        let given = Given {
+            weight_init_std: given("weight_init_std"),
+            init: given("init"),
+            optimizer: given("optimizer"),
+            batch_size: given("batch_size"),
+        };
         let quiet = cli.quiet;
         let plot = cli.plot.clone();
         Ok(Invocation::Train(Box::new(Parsed {
-            run: cli.into_run_config(std_given)?,
+            run: cli.into_run_config(given)?,
             quiet,
             plot,
         })))
     }
 
-    /// The run's configuration; `std_given` tells whether `--weight-init-std` was on the command line.
-    fn into_run_config(self, std_given: bool) -> Result<RunConfig, clap::Error> {
-        let init = match self.init {
-            InitKind::Std => Init::Std(self.weight_init_std),
-            InitKind::He | InitKind::Xavier if std_given => {
+    /// The run's configuration; `given` tells which flags with defaults were on the command line.
+    fn into_run_config(self, given: Given) -> Result<RunConfig, clap::Error> {
+        let std_given = given.weight_init_std;
+        let init = match (self.net, self.init) {
+            // A named net's own initialisation, unless --init or --weight-init-std says otherwise.
+            (Some(net), _) if !given.init && !std_given => net.init,
+            (_, InitKind::Std) => Init::Std(self.weight_init_std),
+            (_, InitKind::He | InitKind::Xavier) if std_given => {
                 return Err(Cli::command().error(
                     ErrorKind::ArgumentConflict,
                     "--weight-init-std only applies to --init std",
                 ));
             }
-            InitKind::He => Init::He,
-            InitKind::Xavier => Init::Xavier,
+            (_, InitKind::He) => Init::He,
+            (_, InitKind::Xavier) => Init::Xavier,
         };
-        let length = match (self.iters, self.epochs) {
-            (_, Some(e)) => Length::Epochs(e),
-            (Some(i), None) => Length::Iters(i),
-            (None, None) => Length::Iters(10_000),
+        let length = match (self.iters, self.epochs, self.net) {
+            (_, Some(e), _) => Length::Epochs(e),
+            (Some(i), None, _) => Length::Iters(i),
+            (None, None, Some(net)) => Length::Epochs(net.epochs),
+            (None, None, None) => Length::Iters(10_000),
+        };
+        let optimizer = match self.net {
+            Some(net) if !given.optimizer => net.optimizer,
+            _ => self.optimizer,
+        };
+        let lr = match (self.lr, self.net) {
+            (Some(lr), _) => lr,
+            (None, Some(net)) if optimizer == net.optimizer => net.lr,
+            (None, _) => optimizer.default_lr(),
+        };
+        let batch_size = match self.net {
+            Some(net) if !given.batch_size => net.batch_size,
+            _ => self.batch_size,
         };
         Ok(RunConfig {
             data_dir: resolve_data_dir(self.data_dir.as_deref()),
             max_data_bytes: mib_bytes(self.max_data_mib),
             net: NetSpec {
-                stack: match self.layers {
-                    Some(LayerList(layers)) => Stack::Layers(layers),
-                    None => Stack::Hidden {
+                stack: match (self.layers, self.net) {
+                    (Some(LayerList(layers)), _) => Stack::Layers(layers),
+                    (None, Some(net)) => Stack::Layers(net.layers()),
+                    (None, None) => Stack::Hidden {
                         sizes: self.hidden.0,
                         activation: self.activation,
                         dropout: self.dropout,
@@ -541,9 +580,9 @@ impl Cli {
             classes: self.classes,
             train: TrainConfig {
                 length,
-                batch_size: self.batch_size,
-                lr: self.lr.unwrap_or_else(|| self.optimizer.default_lr()),
-                optimizer: self.optimizer,
+                batch_size,
+                lr,
+                optimizer,
                 schedule: self.schedule,
                 sampling: self.sampling,
                 seed: self.seed,
@@ -559,6 +598,16 @@ impl Cli {
             }),
         })
     }
+}
+
+/// Which flags that have defaults were given on the command line: a named net's settings give way
+/// to them.
+#[derive(Clone, Copy, Debug)]
+struct Given {
+    weight_init_std: bool,
+    init: bool,
+    optimizer: bool,
+    batch_size: bool,
 }
 
 /// The commands of `bp-train`: training (no subcommand, `None`) and each subcommand by name.
@@ -749,6 +798,72 @@ mod tests {
     }
 
     #[test]
+    fn a_named_net_sets_its_defaults_and_flags_override_them() {
+        let cfg = parse(&["--net", "simple-convnet"]).unwrap();
+        assert_eq!(
+            cfg.net.stack,
+            Stack::Layers(
+                parse_layers("conv 30 5x5, relu, maxpool 2 stride 2, affine 100, relu, affine 10")
+                    .unwrap()
+            )
+        );
+        assert_eq!(cfg.net.init, Init::Std(0.01));
+        assert_eq!(cfg.train.optimizer, OptimizerKind::Adam);
+        assert_eq!(cfg.train.lr, 0.001);
+        assert_eq!(cfg.train.batch_size, 100);
+        assert_eq!(cfg.train.length, Length::Epochs(20));
+
+        let deep = parse(&["--net", "deep-convnet"]).unwrap();
+        assert_eq!(deep.net.init, Init::He);
+        let Stack::Layers(layers) = &deep.net.stack else {
+            panic!("a named net is a layer list");
+        };
+        assert_eq!(layers.len(), 20);
+        assert_eq!(layers[5].to_string(), "conv 32 3x3 pad 1");
+        assert_eq!(layers[7].to_string(), "conv 32 3x3 pad 2");
+
+        let cfg = parse(&[
+            "--net",
+            "deep-convnet",
+            "--iters",
+            "30",
+            "--batch-size",
+            "50",
+            "--optimizer",
+            "sgd",
+            "--weight-init-std",
+            "0.1",
+        ])
+        .unwrap();
+        assert_eq!(cfg.train.length, Length::Iters(30));
+        assert_eq!(cfg.train.batch_size, 50);
+        assert_eq!(cfg.train.optimizer, OptimizerKind::Sgd);
+        // The net's lr is Adam's; another optimizer takes its own default.
+        assert_eq!(cfg.train.lr, 0.1);
+        assert_eq!(cfg.net.init, Init::Std(0.1));
+        let cfg = parse(&[
+            "--net",
+            "simple-convnet",
+            "--init",
+            "xavier",
+            "--lr",
+            "0.01",
+        ])
+        .unwrap();
+        assert_eq!((cfg.net.init, cfg.train.lr), (Init::Xavier, 0.01));
+
+        let msg = message(&["--net", "lenet"]);
+        assert!(
+            msg.contains("[possible values: simple-convnet, deep-convnet]"),
+            "{msg}"
+        );
+        let msg = message(&["--net", "simple-convnet", "--hidden", "50"]);
+        assert!(msg.contains("cannot be used with"), "{msg}");
+        let msg = message(&["--net", "simple-convnet", "--layers", "affine 10"]);
+        assert!(msg.contains("cannot be used with"), "{msg}");
+    }
+
+    #[test]
     fn flags_make_the_config() {
         let cfg = parse(&[
             "--data-dir",
@@ -897,8 +1012,8 @@ mod tests {
             ),
             ("affine 50, relu, affine 10,", "layer 4 ``: is empty"),
             (
-                "conv 30 5x5, relu, affine 10",
-                "layer 1 `conv 30 5x5`: unknown layer `conv`",
+                "conv 30 5y5, relu, affine 10",
+                "layer 1 `conv 30 5y5`: conv KxK, the filter's size, must be like 5x5 or 3x2, not `5y5`",
             ),
         ];
         for (list, expected) in cases {
