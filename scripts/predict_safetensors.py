@@ -3,9 +3,12 @@
 
 The network is rebuilt from the file alone (model file format version 2): the metadata holds
 `format: bp-model`, `format_version: 2` and `model`, a JSON header whose `layers` lists the layers
-(`{"layer": "affine", "out": 50}`, `relu`, `sigmoid`, `dropout`, `batch_norm`), and the tensors are
-named as the state_dict of the equivalent PyTorch nn.Sequential (`layers.0.weight`, ...): Linear
-weights in (out, in) layout, BatchNorm1d's weight, bias, running_mean and running_var.
+(`{"layer": "affine", "out": 50}`, `relu`, `sigmoid`, `dropout`, `batch_norm`, `conv`, `max_pool`,
+`flatten`), and the tensors are named as the state_dict of the equivalent PyTorch nn.Sequential
+(`layers.0.weight`, ...): Linear weights in (out, in) layout, Conv2d weights in (out, in, kh, kw),
+BatchNorm1d's weight, bias, running_mean and running_var. Convolutions and max pooling are computed
+here from their definitions (windows of the zero-padded input; pooling ignores its padding, as
+PyTorch's MaxPool2d), independently of bp's im2col.
 
     cargo run -p bp-train -- --epochs 5 --save model.safetensors
     cargo run -p bp-train -- eval --model model.safetensors --predictions bp.csv
@@ -38,7 +41,45 @@ LAYERS = {
     "sigmoid": ("Sigmoid", ()),
     "dropout": ("Dropout", ()),
     "batch_norm": ("BatchNorm1d", ("weight", "bias", "running_mean", "running_var")),
+    "conv": ("Conv2d", ("weight", "bias")),
+    "max_pool": ("MaxPool2d", ()),
+    "flatten": ("Flatten", ()),
 }
+
+
+def window_out(size, kernel, stride, pad):
+    """Positions of a window of `kernel` moved by `stride` over `size` padded by `pad` each side."""
+    return (size + 2 * pad - kernel) // stride + 1
+
+
+def next_shape(path, i, kind, spec, shape):
+    """The sample shape after layer i, and the shapes of its tensors."""
+    width = int(np.prod(shape))
+    if kind == "affine":
+        return (spec["out"],), {"weight": (spec["out"], width), "bias": (spec["out"],)}
+    if kind in ("conv", "max_pool"):
+        if len(shape) != 3:
+            sys.exit(f"{path}: layer {i} ({kind}) takes images (C, H, W), not samples of shape {shape}")
+        c, h, w = shape
+        kh, kw = spec["size"] if kind == "conv" else (spec["size"], spec["size"])
+        out = (window_out(h, kh, spec["stride"], spec["pad"]), window_out(w, kw, spec["stride"], spec["pad"]))
+        if kind == "conv":
+            f = spec["filters"]
+            return (f, *out), {"weight": (f, c, kh, kw), "bias": (f,)}
+        return (c, *out), {}
+    if kind == "flatten":
+        return (width,), {}
+    if kind == "batch_norm":
+        return shape, {name: (width,) for name in LAYERS[kind][1]}
+    return shape, {}
+
+
+def windows(x, kh, kw, stride, pad, fill):
+    """The (kh, kw) windows of images x (N, C, H, W) padded with `fill`, moved by `stride`:
+    (N, C, OH, OW, kh, kw)."""
+    x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), constant_values=fill)
+    view = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))
+    return view[:, :, ::stride, ::stride]
 
 
 def read_idx(path):
@@ -107,7 +148,7 @@ def load_model(path):
     modules = header.get("modules")
     if modules is not None and len(modules) != len(header["layers"]):
         sys.exit(f"{path}: {len(modules)} modules for {len(header['layers'])} layers")
-    width = int(np.prod(header["input_shape"]))
+    shape = tuple(header["input_shape"])
     layers = []
     used = set()
     for i, spec in enumerate(header["layers"]):
@@ -124,12 +165,7 @@ def load_model(path):
                 sys.exit(f"{path}: no tensor {key}, which layer {i} ({kind}) needs")
             own[name] = tensors[key]
             used.add(key)
-        if kind == "affine":
-            out = spec["out"]
-            shapes = {"weight": (out, width), "bias": (out,)}
-            width = out
-        else:
-            shapes = {name: (width,) for name in names}
+        shape, shapes = next_shape(path, i, kind, spec, shape)
         for name, value in own.items():
             if value.dtype != dtype:
                 sys.exit(f"{path}: layers.{i}.{name} is {value.dtype}, the header says {header['dtype']}")
@@ -139,17 +175,26 @@ def load_model(path):
     extra = set(tensors) - used
     if extra:
         sys.exit(f"{path}: tensors {sorted(extra)} belong to no layer")
-    if width != header["classes"]:
-        sys.exit(f"{path}: the last layer gives {width} scores, but `classes` is {header['classes']}")
+    if shape != (header["classes"],):
+        sys.exit(f"{path}: the last layer gives scores of shape {shape}, but `classes` is {header['classes']}")
     return header, layers
 
 
 def forward(x, layers, eps):
-    """Class probabilities for the rows of x (inference: dropout is the identity, batch
+    """Class probabilities for the samples of x (inference: dropout is the identity, batch
     normalisation uses the running statistics)."""
-    for kind, _, t in layers:
+    for kind, spec, t in layers:
         if kind == "affine":
-            x = x @ t["weight"].T + t["bias"]
+            x = x.reshape(len(x), -1) @ t["weight"].T + t["bias"]
+        elif kind == "conv":
+            kh, kw = spec["size"]
+            cols = windows(x, kh, kw, spec["stride"], spec["pad"], 0)
+            x = np.einsum("ncijuv,fcuv->nfij", cols, t["weight"], optimize=True) + t["bias"][:, None, None]
+        elif kind == "max_pool":
+            k = spec["size"]
+            x = windows(x, k, k, spec["stride"], spec["pad"], -np.inf).max(axis=(4, 5))
+        elif kind == "flatten":
+            x = x.reshape(len(x), -1)
         elif kind == "batch_norm":
             x = t["weight"] * (x - t["running_mean"]) / np.sqrt(t["running_var"] + eps) + t["bias"]
         elif kind == "relu":
@@ -175,6 +220,11 @@ def describe(layers):
             words.append(f"dropout {spec['ratio']}")
         elif kind == "batch_norm":
             words.append("batchnorm")
+        elif kind == "conv":
+            kh, kw = spec["size"]
+            words.append(f"conv {spec['filters']} {kh}x{kw} stride {spec['stride']} pad {spec['pad']}")
+        elif kind == "max_pool":
+            words.append(f"maxpool {spec['size']} stride {spec['stride']} pad {spec['pad']}")
         else:
             words.append(kind)
     return ", ".join(words)
@@ -204,12 +254,12 @@ def main():
     labels = read_idx(find(args.data_dir, "t10k-labels-idx1-ubyte"))[: args.count].astype(int)
     if images.shape[1:] != (rows, cols):
         sys.exit(f"the images are {images.shape[1:]}, the model takes {rows} x {cols}")
-    x = images.reshape(len(images), rows * cols).astype(dtype) / dtype(255)
+    x = images.reshape(len(images), *header["input_shape"]).astype(dtype) / dtype(255)
     probs = forward(x, layers, dtype(BATCH_NORM_EPS))
     predicted = probs.argmax(axis=1)
 
     n = len(labels)
-    print(f"model: {args.model}: {int(np.prod(header['input_shape']))} -> {describe(layers)}, "
+    print(f"model: {args.model}: {'x'.join(map(str, header['input_shape']))} -> {describe(layers)}, "
           f"{header['classes']} classes, {header['dtype']}")
     print(f"numpy: {(predicted == labels).sum()}/{n} of the first {n} test images correct")
     print(f"first 10 predicted: {' '.join(map(str, predicted[:10]))}")
