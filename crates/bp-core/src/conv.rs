@@ -4,7 +4,7 @@ use ndarray::{Array1, Array2, ArrayD, ArrayViewD, IxDyn, NdFloat};
 use rand::Rng;
 
 use crate::batch::for_each_part;
-use crate::im2col::{Geometry, col2im_into, im2col_into};
+use crate::im2col::{Geometry, col2im_into, im2col_into, pad_into, roll_padded, unroll_padded};
 use crate::init::{Init, randn};
 use crate::layer::{Layer, Param, ParamKind, load_into};
 use crate::matmul::Products;
@@ -24,6 +24,12 @@ const SAMPLES_PER_PART: usize = 5;
 /// `Wᵀ · dout` back into images ([`col2im`](crate::col2im), which adds where windows overlap).
 /// [`backward_params`](Layer::backward_params), a first layer's backward, skips `dx`.
 ///
+/// At stride 1 (where the padded rows are at most a quarter longer than the output's), each part
+/// copies its images into zero-padded planes and unrolls them with output rows as long as the
+/// padded rows: each row of `col` is then one run of a padded plane, copied whole, and `col2im`
+/// adds whole runs back; the columns past each output row are computed and dropped (`dout` is
+/// zero there).
+///
 /// # Shapes
 ///
 /// `W`: (FN, C, FH, FW), as the book's and PyTorch's `Conv2d`; `b`: (FN); `x`: (N, C, H, W) of any
@@ -36,8 +42,8 @@ const SAMPLES_PER_PART: usize = 5;
 ///
 /// # Threads and buffers
 ///
-/// The batch is cut into parts of 5 samples, shared over bp-core's rayon pool (all on the calling thread
-/// with [`set_threads(1)`](crate::set_threads)); the parts' `dW` and `db` are then summed in their
+/// The batch is cut into parts of 5 samples, shared over bp-core's rayon pool (all on the calling
+/// thread with [`set_threads(1)`](crate::set_threads)); the parts' `dW` and `db` are then summed in their
 /// order, so results are the same bit for bit whatever the number of threads. Each part keeps its
 /// unrolled images and product buffers from one step to the next, and the layer keeps the input's
 /// storage for `dx` and `dout`'s for the next output: a steady training loop allocates nothing.
@@ -85,9 +91,16 @@ pub struct Convolution<A> {
 struct Part<A> {
     /// The part's samples.
     samples: usize,
-    /// Its images unrolled, (C·FH·FW, samples·OH·OW); in backward, `Wᵀ · dout` once `dW` is done.
+    /// In the padded-row layout ([`Geometry::padded_rows`]), its images in padded planes, whose
+    /// borders stay zero; empty otherwise.
+    padded: Vec<A>,
+    /// In the padded-row layout, the planes `dx` is summed in (grown by the first backward pass).
+    padded_dx: Vec<A>,
+    /// Its images unrolled, (C·FH·FW, samples·OH·RL) with `RL` the layout's row length
+    /// ([`Geometry::row_len`]); in backward, `Wᵀ · dout` once `dW` is done.
     col: Array2<A>,
-    /// `W · col`, (FN, samples·OH·OW); in backward, the part's `dout` in that layout.
+    /// `W · col`, (FN, samples·OH·RL); in backward, the part's `dout` in that layout, with zeros
+    /// in the columns of a row past `OW`.
     out: Array2<A>,
     /// The part's share of `dW` and `db`.
     dw: Array2<A>,
@@ -97,9 +110,16 @@ struct Part<A> {
 
 impl<A: NdFloat> Part<A> {
     fn new(samples: usize, g: &Geometry, filters: usize) -> Self {
-        let cols = samples * g.positions();
+        let cols = samples * g.unrolled_positions();
+        let padded = if g.padded_rows() {
+            samples * g.channels * g.padded_plane()
+        } else {
+            0
+        };
         Part {
             samples,
+            padded: vec![A::zero(); padded],
+            padded_dx: Vec::new(),
             col: Array2::zeros((g.rows(), cols)),
             out: Array2::zeros((filters, cols)),
             dw: Array2::zeros((filters, g.rows())),
@@ -125,17 +145,24 @@ fn forward_part<A: NdFloat>(
     x: &[A],
     out: &mut [A],
 ) {
-    im2col_into(x, g, part.samples, slice_mut(&mut part.col));
+    if g.padded_rows() {
+        pad_into(x, g, part.samples, &mut part.padded);
+        unroll_padded(&part.padded, g, part.samples, slice_mut(&mut part.col));
+    } else {
+        im2col_into(x, g, part.samples, slice_mut(&mut part.col));
+    }
     part.products
-        .matmul_into(w.view(), part.col.view(), part.out.view_mut());
-    // (FN, samples·P) to (samples, FN, P), adding the bias.
-    let p = g.positions();
+        .matmul_into_alone(w.view(), part.col.view(), part.out.view_mut());
+    // (FN, samples·OH·RL) to (samples, FN, OH, OW), adding the bias.
+    let (p, row_len) = (g.positions(), g.row_len());
     for (f, (row, &bias)) in part.out.rows().into_iter().zip(b).enumerate() {
         let row = row.to_slice().expect("a row of a standard-layout array");
-        for (n, src) in row.chunks_exact(p).enumerate() {
+        for (n, src) in row.chunks_exact(g.oh * row_len).enumerate() {
             let dst = &mut out[(n * w.nrows() + f) * p..][..p];
-            for (d, &s) in dst.iter_mut().zip(src) {
-                *d = s + bias;
+            for (dst, src) in dst.chunks_exact_mut(g.ow).zip(src.chunks_exact(row_len)) {
+                for (d, &s) in dst.iter_mut().zip(src) {
+                    *d = s + bias;
+                }
             }
         }
     }
@@ -293,7 +320,7 @@ impl<A: NdFloat> Convolution<A> {
             dout.as_standard_layout().into_owned()
         };
         let w = &self.w;
-        let (p, fnum) = (g.positions(), w.nrows());
+        let (p, fnum, row_len) = (g.positions(), w.nrows(), g.row_len());
         for_each_part(
             (&mut self.parts, 1),
             (
@@ -306,7 +333,7 @@ impl<A: NdFloat> Convolution<A> {
             ),
             |part, dout, dx| {
                 let part = &mut part[0];
-                // (samples, FN, P) to (FN, samples·P), and db's share.
+                // (samples, FN, OH, OW) to (FN, samples·OH·RL), and db's share.
                 for (f, (mut row, db)) in part
                     .out
                     .rows_mut()
@@ -317,22 +344,30 @@ impl<A: NdFloat> Convolution<A> {
                     let row = row
                         .as_slice_mut()
                         .expect("a row of a standard-layout array");
-                    for (n, dst) in row.chunks_exact_mut(p).enumerate() {
-                        dst.copy_from_slice(&dout[(n * fnum + f) * p..][..p]);
+                    for (n, dst) in row.chunks_exact_mut(g.oh * row_len).enumerate() {
+                        let src = &dout[(n * fnum + f) * p..][..p];
+                        for (dst, src) in dst.chunks_exact_mut(row_len).zip(src.chunks_exact(g.ow))
+                        {
+                            let (positions, past) = dst.split_at_mut(g.ow);
+                            positions.copy_from_slice(src);
+                            past.fill(A::zero());
+                        }
                     }
                     *db = row.iter().fold(A::zero(), |s, &v| s + v);
                 }
                 part.products
-                    .matmul_into(part.out.view(), part.col.t(), part.dw.view_mut());
+                    .matmul_into_alone(part.out.view(), part.col.t(), part.dw.view_mut());
                 if want_dx {
                     part.products
-                        .matmul_into(w.t(), part.out.view(), part.col.view_mut());
-                    col2im_into(
-                        part.col.as_slice().expect("contiguous"),
-                        &g,
-                        part.samples,
-                        dx,
-                    );
+                        .matmul_into_alone(w.t(), part.out.view(), part.col.view_mut());
+                    let dcol = part.col.as_slice().expect("contiguous");
+                    if g.padded_rows() {
+                        let planes = part.samples * g.channels * g.padded_plane();
+                        part.padded_dx.resize(planes, A::zero());
+                        roll_padded(dcol, &g, part.samples, &mut part.padded_dx, dx);
+                    } else {
+                        col2im_into(dcol, &g, part.samples, dx);
+                    }
                 }
             },
         );
@@ -594,7 +629,8 @@ mod tests {
 
     /// Forward equals the definition, and gradients equal those of the definition's adjoints, for
     /// many shapes: several channels and filters, strides 1 to 3, padding 0 to 2, non-square
-    /// images and filters, batches that fill parts and batches that do not.
+    /// images and filters, batches that fill parts and batches that do not, both layouts of the
+    /// unrolled images.
     #[test]
     fn shapes_and_values_match_the_definition() {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(5);
@@ -605,6 +641,12 @@ mod tests {
             (11, 1, 9, 4, 3, 2, 3, 2, 2),
             (2, 4, 3, 3, 5, 1, 1, 3, 0),
             (6, 2, 2, 2, 3, 3, 3, 1, 2),
+            // DeepConvNet's kinds, in the padded-row layout: pad 1, pad 2, and 5 x 5 unpadded.
+            (7, 3, 8, 8, 4, 3, 3, 1, 1),
+            (2, 2, 10, 9, 3, 3, 3, 1, 2),
+            (3, 1, 20, 20, 2, 5, 5, 1, 0),
+            // Stride 1 with rows too short for it.
+            (2, 2, 9, 6, 3, 5, 5, 1, 0),
         ] {
             let x = randn::<f64, _, _>((n, c, h, wd), 1.0, &mut rng);
             let w = randn::<f64, _, _>((fnum, c, fh, fw), 1.0, &mut rng);

@@ -63,20 +63,27 @@ pub enum Backend {
     Gemm,
 }
 
-/// `A · Bᵀ` products (`B` stored transposed) of more multiply-adds than this go to the `gemm` crate
-/// even where bp-core's AVX2 or AVX-512 kernels would take them: those kernels compute each
-/// element as a dot product summed across a vector at the end, which costs most when the shared
-/// dimension is short, as in a convolution's `dcol = dout · Wᵀ` (`4900 x 64 · 64 x 576`: 12.5 ms
-/// against the crate's 6.2 ms; docs/performance.md, "Matrix products"). The dense nets' `dout · Wᵀ`
+/// `A · Bᵀ` products (`B` stored transposed) of more multiply-adds than this, with a shared
+/// dimension shorter than [`MIN_KERNEL_DOT_K`], go to the `gemm` crate even where bp-core's AVX2 or
+/// AVX-512 kernels would take them: those kernels compute each element as a dot product summed
+/// across a vector at the end, which costs most when the shared dimension is short, as in a
+/// convolution's `dcol = dout · Wᵀ` in the book's layout (`4900 x 64 · 64 x 576`: 12.5 ms against
+/// the crate's 6.2 ms; docs/performance.md, "Matrix products"). The dense nets' `dout · Wᵀ`
 /// (`100 x 10 · 10 x 800`, 0.8 million) stay in the kernels, which win there.
 const MAX_KERNEL_DOT_FMAS: usize = 1 << 22;
+
+/// The shortest shared dimension of an `A · Bᵀ` product that bp-core's kernels take whatever its
+/// size: a convolution's `dW = dout · colᵀ` sums over a part's output positions (320 to 3,920 in
+/// DeepConvNet), where the kernels' dot products beat the crate, which packs both operands on each
+/// call (docs/performance.md, "Convolutional networks").
+const MIN_KERNEL_DOT_K: usize = 256;
 
 /// Which code computes an `m x k · k x n` product with `kernels` available, `B` stored transposed
 /// if `b_t`.
 fn backend(kernels: Kernels, m: usize, k: usize, n: usize, b_t: bool) -> Backend {
     let fmas = m.saturating_mul(k).saturating_mul(n);
     let dot = b_t && kernels != Kernels::Portable;
-    if fmas > kernels.max_fmas() || (dot && fmas > MAX_KERNEL_DOT_FMAS) {
+    if fmas > kernels.max_fmas() || (dot && fmas > MAX_KERNEL_DOT_FMAS && k < MIN_KERNEL_DOT_K) {
         Backend::Gemm
     } else {
         Backend::Kernels
@@ -190,6 +197,23 @@ impl<A: NdFloat> Products<A> {
             ),
             Backend::Gemm => by_gemm(a, b, c),
         }
+    }
+
+    /// `c = a · b` on the calling thread, uncut: for work already shared over the threads in
+    /// parts of its own (a convolution's parts of the batch), where cutting each part's product
+    /// again would only copy the columns of its output into place.
+    ///
+    /// # Panics
+    ///
+    /// As [`Products::matmul_into`].
+    #[track_caller]
+    pub(crate) fn matmul_into_alone(
+        &self,
+        a: ArrayView2<'_, A>,
+        b: ArrayView2<'_, A>,
+        c: ArrayViewMut2<'_, A>,
+    ) {
+        self.matmul_into_on(1, a, b, c);
     }
 
     /// [`Products::matmul_into`] shared over `threads` threads.

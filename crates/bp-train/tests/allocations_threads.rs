@@ -45,14 +45,17 @@ fn steady_steps_shared_over_threads_allocate_nothing() {
     let most = most_allocations_per_step(&mut net, &data, &cfg);
     assert!(most == 0, "{most} allocations in a steady step");
 
-    // A SimpleConvNet on 12 x 12 images, batch 100: the convolution's parts of the batch and the
+    // A SimpleConvNet on 12 x 12 images with a second, padded convolution, batch 100: the
+    // convolutions' parts of the batch (unrolled as they are, and from padded planes) and the
     // pooling's planes are shared over the pool.
     let images = Array4::from_shape_fn((n, 1, 12, 12), |(i, _, y, z)| {
         ((i * 7 + y * 13 + z) % 17) as f32 / 17.0
     });
     let data = Dataset::new(images.view(), &t);
-    let layers = parse_layers("conv 8 5x5, relu, maxpool 2 stride 2, affine 20, relu, affine 10")
-        .expect("a valid list");
+    let layers = parse_layers(
+        "conv 8 5x5, relu, conv 8 3x3 pad 1, relu, maxpool 2 stride 2, affine 20, relu, affine 10",
+    )
+    .expect("a valid list");
     let options = NetOptions {
         init: Init::Std(0.01),
         weight_decay: 0.0,
