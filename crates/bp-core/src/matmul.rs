@@ -559,6 +559,19 @@ mod tests {
     }
 
     /// Hand-computed, by both backends, with every layout of the operands and a strided output.
+    /// `A · Bᵀ` goes to the crate only when it is large and its shared dimension short: a
+    /// convolution's `dW` (shared dimension 980) stays in the kernels, the book layout's
+    /// `dout · Wᵀ` (64) does not; both are above 2²² multiply-adds.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn long_dot_products_stay_in_the_kernels() {
+        for kernels in [Kernels::Avx2, Kernels::Avx512] {
+            assert_eq!(backend(kernels, 32, 980, 144, true), Backend::Kernels);
+            assert_eq!(backend(kernels, 4900, 64, 576, true), Backend::Gemm);
+            assert_eq!(backend(kernels, 100, 10, 800, true), Backend::Kernels);
+        }
+    }
+
     #[test]
     fn a_two_by_two_product_by_each_backend() {
         let a = ndarray::array![[1.0, 2.0], [3.0, 4.0]];
