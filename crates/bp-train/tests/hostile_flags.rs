@@ -232,6 +232,19 @@ fn sizes_that_overflow_are_refused_naming_the_flag_and_the_layer() {
     }
 }
 
+/// A named net whose last layer does not fit the data is blamed on `--net`, the flag that gave it.
+#[test]
+fn a_named_net_that_does_not_fit_the_data_names_its_flag() {
+    let tmp = TempDir::new("hostile-flags-named");
+    write_digits(tmp.path(), 200, 50, 5);
+    let run = bp_train(&on(&tmp, &["--net", "simple-convnet"]));
+    assert_error_starts(
+        &run,
+        2,
+        "--net: layer 6 `affine 10`: the last layer gives 10 scores, but the data in ",
+    );
+}
+
 /// The limit is detected (Linux): at most the 1 GiB the test allows the process.
 ///
 /// The figures of a run of the digits (64 inputs, 10 classes, 250 images) on one thread:

@@ -566,7 +566,7 @@ impl Cli {
             net: NetSpec {
                 stack: match (self.layers, self.net) {
                     (Some(LayerList(layers)), _) => Stack::Layers(layers),
-                    (None, Some(net)) => Stack::Layers(net.layers()),
+                    (None, Some(net)) => Stack::Named(net),
                     (None, None) => Stack::Hidden {
                         sizes: self.hidden.0,
                         activation: self.activation,
@@ -801,11 +801,9 @@ mod tests {
     fn a_named_net_sets_its_defaults_and_flags_override_them() {
         let cfg = parse(&["--net", "simple-convnet"]).unwrap();
         assert_eq!(
-            cfg.net.stack,
-            Stack::Layers(
-                parse_layers("conv 30 5x5, relu, maxpool 2 stride 2, affine 100, relu, affine 10")
-                    .unwrap()
-            )
+            cfg.net.layers(784, 10),
+            parse_layers("conv 30 5x5, relu, maxpool 2 stride 2, affine 100, relu, affine 10")
+                .unwrap()
         );
         assert_eq!(cfg.net.init, Init::Std(0.01));
         assert_eq!(cfg.train.optimizer, OptimizerKind::Adam);
@@ -815,9 +813,7 @@ mod tests {
 
         let deep = parse(&["--net", "deep-convnet"]).unwrap();
         assert_eq!(deep.net.init, Init::He);
-        let Stack::Layers(layers) = &deep.net.stack else {
-            panic!("a named net is a layer list");
-        };
+        let layers = deep.net.layers(784, 10);
         assert_eq!(layers.len(), 20);
         assert_eq!(layers[5].to_string(), "conv 32 3x3 pad 1");
         assert_eq!(layers[7].to_string(), "conv 32 3x3 pad 2");

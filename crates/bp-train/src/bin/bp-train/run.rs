@@ -6,8 +6,8 @@ use bp_core::{Init, LayerError, LayerSpec, plan_stack};
 use bp_data::{DataError, MnistOptions, check_data_dir, load_mnist};
 use bp_train::model_file::{ModelElement, ModelError, ModelInfo, TrainingRecord, save_model};
 use bp_train::{
-    Activation, Augment, Dataset, Dtype, EpochReport, Flow, MultiLayerConfig, NetOptions, Network,
-    Observer, Plan, Stream, TrainConfig, TrainError, TrainSummary, estimate_memory,
+    Activation, Augment, Dataset, Dtype, EpochReport, Flow, MultiLayerConfig, NamedNet, NetOptions,
+    Network, Observer, Plan, Stream, TrainConfig, TrainError, TrainSummary, estimate_memory,
     iters_per_epoch, rng, train_with,
 };
 
@@ -88,6 +88,8 @@ pub enum Stack {
     },
     /// `--layers`: the whole list, the last layer giving one score per class.
     Layers(Vec<LayerSpec>),
+    /// `--net`: a named net's layer list.
+    Named(&'static NamedNet),
 }
 
 /// The network of a run, apart from the input size and the class count, which come from the data.
@@ -122,6 +124,7 @@ impl NetSpec {
     pub fn layers(&self, input_size: usize, classes: usize) -> Vec<LayerSpec> {
         match &self.stack {
             Stack::Layers(layers) => layers.clone(),
+            Stack::Named(net) => net.layers(),
             &Stack::Hidden {
                 ref sizes,
                 activation,
@@ -254,7 +257,6 @@ pub fn run<A: ModelElement>(
     observer: &mut dyn RunObserver,
 ) -> Result<RunOutcome, RunError> {
     check_data_dir(&cfg.data_dir)?;
-    let layers_given = matches!(cfg.net.stack, Stack::Layers(_));
     // Measured before the data is loaded: the estimate counts the data too.
     let limit = match cfg.max_memory_mib {
         Some(mib) => Some(Limit::from_mib(mib)),
@@ -262,6 +264,7 @@ pub fn run<A: ModelElement>(
     };
     let wants_images = match &cfg.net.stack {
         Stack::Layers(layers) => layers.first().is_some_and(LayerSpec::wants_images),
+        Stack::Named(net) => net.layers().first().is_some_and(LayerSpec::wants_images),
         Stack::Hidden { .. } => false,
     };
     let opts = MnistOptions {
@@ -307,6 +310,7 @@ pub fn run<A: ModelElement>(
     let layer_error = |error: LayerError| RunError::Layers {
         flag: match cfg.net.stack {
             Stack::Layers(_) => "--layers",
+            Stack::Named(_) => "--net",
             Stack::Hidden { .. } if error.position == layers.len() && cfg.classes.is_some() => {
                 "--classes"
             }
@@ -337,10 +341,10 @@ pub fn run<A: ModelElement>(
     if net.classes() != data.classes {
         let last = layers.len();
         return Err(RunError::Layers {
-            flag: if layers_given {
-                "--layers"
-            } else {
-                "--classes"
+            flag: match cfg.net.stack {
+                Stack::Layers(_) => "--layers",
+                Stack::Named(_) => "--net",
+                Stack::Hidden { .. } => "--classes",
             },
             error: LayerError {
                 position: last,
