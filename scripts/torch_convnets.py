@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Time PyTorch's CPU training steps of the book's SimpleConvNet and DeepConvNet, for comparison
-with bp's (`cargo bench -p bp-bench --bench convnets`).
+with bp's (`cargo bench -p bp-bench -- simple-convnet deep-convnet`).
 
 The nets, batch size, optimizer and data are bp's `--net simple-convnet` and `--net deep-convnet`:
 MNIST images (N, 1, 28, 28) in [0, 1], batches of 100 drawn at random, Adam with lr 0.001, one

@@ -4,7 +4,10 @@ use ndarray::{Array1, Array2, ArrayD, ArrayViewD, IxDyn, NdFloat};
 use rand::Rng;
 
 use crate::batch::for_each_part;
-use crate::im2col::{Geometry, col2im_into, im2col_into, pad_into, roll_padded, unroll_padded};
+use crate::gemm::{
+    Kernels, SHIFTED_GROUP, ShiftedDot, ShiftedProduct, shifted_dot, shifted_product,
+};
+use crate::im2col::{Geometry, col2im_into, im2col_into, pad_into};
 use crate::init::{Init, randn};
 use crate::layer::{Layer, Param, ParamKind, load_into};
 use crate::matmul::Products;
@@ -24,11 +27,12 @@ const SAMPLES_PER_PART: usize = 5;
 /// `Wᵀ · dout` back into images ([`col2im`](crate::col2im), which adds where windows overlap).
 /// [`backward_params`](Layer::backward_params), a first layer's backward, skips `dx`.
 ///
-/// At stride 1 (where the padded rows are at most a quarter longer than the output's), each part
-/// copies its images into zero-padded planes and unrolls them with output rows as long as the
-/// padded rows: each row of `col` is then one run of a padded plane, copied whole, and `col2im`
-/// adds whole runs back; the columns past each output row are computed and dropped (`dout` is
-/// zero there).
+/// At stride 1 (where the padded rows are at most a quarter longer than the output's), nothing
+/// is unrolled: each part copies its images into zero-padded planes, and the products read the
+/// runs of those planes that `im2col` would have copied (the shifted layout, see `Shifts`), so
+/// that the images are read from the caches instead of from a matrix nine times their size; `dx`
+/// is the same kind of product, of the filters with shifted runs of `dout`, rather than `Wᵀ ·
+/// dout` rolled back with `col2im`.
 ///
 /// # Shapes
 ///
@@ -80,10 +84,85 @@ pub struct Convolution<A> {
     parts: Vec<Part<A>>,
     /// The last training input's storage (its values are unrolled in `parts`), to hold `dx`.
     x: Option<ArrayD<A>>,
-    /// The geometry of the last training input.
+    /// The geometry of the last training input, and where its shifted layout reads.
     geometry: Option<Geometry>,
+    shifts: Option<Shifts>,
+    /// The filters as `(C, FN·FH·FW)`, for `dx` in the shifted layout.
+    wt: Vec<A>,
     /// Storage recycled from the last `dout`, for the next output.
     spare: Option<ArrayD<A>>,
+}
+
+/// Where the products of the shifted layout read (at stride 1, see
+/// [`Geometry::shifted_layout`]): a row `(c, kh, kw)` of a sample's unrolled images is the run of
+/// its padded plane `c` that starts `kh·(W + 2P) + kw` in, so the products read the planes where
+/// `im2col` would copy them.
+///
+/// A sample's output comes out in rows as long as the padded rows, `OH·(W + 2P)` columns rounded
+/// up to a multiple of [`SHIFTED_GROUP`]; the columns past `OW` in each row, and those past the
+/// last row, are computed and dropped. Backward puts each filter's `dout` in a region of zeros
+/// laid out the same way, so that `dW` takes dot products of those regions with the planes'
+/// runs (their dropped columns meet zeros), and `dx` is a product of the same kind: the padded
+/// image's gradient at `q` sums `W[f, c, kh, kw] · dout[f]` at `q - kh·(W + 2P) - kw`, the runs of
+/// the regions that start `kh·(W + 2P) + kw` before `q`, with zeros where a window falls outside
+/// the output.
+#[derive(Clone, Debug)]
+struct Shifts {
+    /// Output columns of a sample.
+    cols: usize,
+    /// Columns of a sample's `dx` in padded rows: its `H` interior rows of `W + 2P`, from the
+    /// first interior row, rounded up to a multiple of [`SHIFTED_GROUP`].
+    dx_cols: usize,
+    /// Elements of a padded plane ([`Geometry::padded_plane`]).
+    plane: usize,
+    /// Zeros before a filter's `dout` in its region, `(FH - 1)·(W + 2P) + FW - 1`, so that every
+    /// run `dx` reads starts inside the region.
+    margin: usize,
+    /// Elements of a region: the margin, then room for what `dW` and `dx` read.
+    region: usize,
+    /// Where row `(c, kh, kw)` of a sample's unrolled images starts in its padded planes.
+    x_rows: Vec<usize>,
+    /// Where filter `f`'s `dout` starts in a sample's regions, `f·region + margin`.
+    dout_rows: Vec<usize>,
+    /// Where row `(f, kh, kw)` of the runs `dx` reads starts in a sample's regions:
+    /// `f·region + margin + P·(W + 2P) - kh·(W + 2P) - kw` (column 0 of `dx` is the first
+    /// interior row's).
+    dx_rows: Vec<usize>,
+}
+
+impl Shifts {
+    fn new(g: &Geometry, filters: usize) -> Self {
+        let wp = g.padded_width();
+        let round = |n: usize| n.div_ceil(SHIFTED_GROUP) * SHIFTED_GROUP;
+        let (cols, dx_cols) = (round(g.oh * wp), round(g.height * wp));
+        let (plane, margin) = (g.padded_plane(), (g.fh - 1) * wp + g.fw - 1);
+        let region = margin + cols.max(g.pad * wp + dx_cols);
+        let windows = |first: usize| {
+            (0..g.fh).flat_map(move |kh| (0..g.fw).map(move |kw| first + kh * wp + kw))
+        };
+        let x_rows = (0..g.channels).flat_map(|c| windows(c * plane)).collect();
+        let dout_rows: Vec<usize> = (0..filters).map(|f| f * region + margin).collect();
+        let dx_rows = dout_rows
+            .iter()
+            .flat_map(|&start| windows(0).map(move |back| start + g.pad * wp - back))
+            .collect();
+        Shifts {
+            cols,
+            dx_cols,
+            plane,
+            margin,
+            region,
+            x_rows,
+            dout_rows,
+            dx_rows,
+        }
+    }
+
+    /// Elements of a part's images in padded planes: the planes, then the elements the last
+    /// sample's last runs read past them (its rounded-up columns).
+    fn padded_len(&self, g: &Geometry, samples: usize) -> usize {
+        samples * g.channels * self.plane + self.cols - g.oh * g.padded_width()
+    }
 }
 
 /// The buffers of one part of a batch.
@@ -91,16 +170,19 @@ pub struct Convolution<A> {
 struct Part<A> {
     /// The part's samples.
     samples: usize,
-    /// In the padded-row layout ([`Geometry::padded_rows`]), its images in padded planes, whose
-    /// borders stay zero; empty otherwise.
+    /// In the shifted layout ([`Shifts`]), its images in padded planes, whose borders (and the
+    /// elements past the last plane) stay zero; empty otherwise.
     padded: Vec<A>,
-    /// In the padded-row layout, the planes `dx` is summed in (grown by the first backward pass).
-    padded_dx: Vec<A>,
-    /// Its images unrolled, (C·FH·FW, samples·OH·RL) with `RL` the layout's row length
-    /// ([`Geometry::row_len`]); in backward, `Wᵀ · dout` once `dW` is done.
+    /// In the shifted layout, its `dout` in a region of zeros for each sample and filter (grown by
+    /// the first backward pass).
+    regions: Vec<A>,
+    /// In the shifted layout, one sample's `dx` in padded rows, (C, `dx_cols`).
+    dx_rows: Vec<A>,
+    /// In the unrolled layout, its images unrolled, (C·FH·FW, samples·OH·OW); in backward,
+    /// `Wᵀ · dout` once `dW` is done. Empty in the shifted layout.
     col: Array2<A>,
-    /// `W · col`, (FN, samples·OH·RL); in backward, the part's `dout` in that layout, with zeros
-    /// in the columns of a row past `OW`.
+    /// Unrolled: `W · col`, (FN, samples·OH·OW), in backward the part's `dout` in that layout.
+    /// Shifted: one sample's output, (FN, `cols`).
     out: Array2<A>,
     /// The part's share of `dW` and `db`.
     dw: Array2<A>,
@@ -109,19 +191,21 @@ struct Part<A> {
 }
 
 impl<A: NdFloat> Part<A> {
-    fn new(samples: usize, g: &Geometry, filters: usize) -> Self {
-        let cols = samples * g.unrolled_positions();
-        let padded = if g.padded_rows() {
-            samples * g.channels * g.padded_plane()
-        } else {
-            0
+    fn new(samples: usize, g: &Geometry, shifts: Option<&Shifts>, filters: usize) -> Self {
+        let (padded, col, out) = match shifts {
+            Some(s) => (s.padded_len(g, samples), (0, 0), (filters, s.cols)),
+            None => {
+                let cols = samples * g.positions();
+                (0, (g.rows(), cols), (filters, cols))
+            }
         };
         Part {
             samples,
             padded: vec![A::zero(); padded],
-            padded_dx: Vec::new(),
-            col: Array2::zeros((g.rows(), cols)),
-            out: Array2::zeros((filters, cols)),
+            regions: Vec::new(),
+            dx_rows: Vec::new(),
+            col: Array2::zeros(col),
+            out: Array2::zeros(out),
             dw: Array2::zeros((filters, g.rows())),
             db: vec![A::zero(); filters],
             products: Products::new(),
@@ -130,42 +214,173 @@ impl<A: NdFloat> Part<A> {
 }
 
 /// The parts of a batch of `n` samples.
-fn parts<A: NdFloat>(n: usize, g: &Geometry, filters: usize) -> Vec<Part<A>> {
+fn parts<A: NdFloat>(
+    n: usize,
+    g: &Geometry,
+    shifts: Option<&Shifts>,
+    filters: usize,
+) -> Vec<Part<A>> {
     (0..n.div_ceil(SAMPLES_PER_PART))
-        .map(|i| Part::new(SAMPLES_PER_PART.min(n - i * SAMPLES_PER_PART), g, filters))
+        .map(|i| {
+            let samples = SAMPLES_PER_PART.min(n - i * SAMPLES_PER_PART);
+            Part::new(samples, g, shifts, filters)
+        })
         .collect()
 }
 
-/// Unrolls a part's images and writes its output, `W · col + b`, in NCHW.
+/// Writes a sample's output for one filter, `dst` (OH, OW), from `src`, its output rows
+/// `row_len` apart, adding the bias.
+fn add_bias_into<A: NdFloat>(dst: &mut [A], src: &[A], row_len: usize, ow: usize, bias: A) {
+    for (dst, src) in dst.chunks_exact_mut(ow).zip(src.chunks(row_len)) {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = s + bias;
+        }
+    }
+}
+
+/// Computes a part's output, `W · col + b`, in NCHW.
 fn forward_part<A: NdFloat>(
-    w: &Array2<A>,
-    b: &Array1<A>,
+    (w, b): (&Array2<A>, &Array1<A>),
     g: &Geometry,
+    shifts: Option<&Shifts>,
     part: &mut Part<A>,
     x: &[A],
     out: &mut [A],
 ) {
-    if g.padded_rows() {
-        pad_into(x, g, part.samples, &mut part.padded);
-        unroll_padded(&part.padded, g, part.samples, slice_mut(&mut part.col));
-    } else {
+    let (p, fnum) = (g.positions(), w.nrows());
+    let Some(s) = shifts else {
         im2col_into(x, g, part.samples, slice_mut(&mut part.col));
+        part.products
+            .matmul_into_alone(w.view(), part.col.view(), part.out.view_mut());
+        // (FN, samples·OH·OW) to (samples, FN, OH, OW).
+        for (f, (row, &bias)) in part.out.rows().into_iter().zip(b).enumerate() {
+            let row = row.to_slice().expect("a row of a standard-layout array");
+            for (n, src) in row.chunks_exact(p).enumerate() {
+                add_bias_into(&mut out[(n * fnum + f) * p..][..p], src, g.ow, g.ow, bias);
+            }
+        }
+        return;
+    };
+    let images = g.channels * s.plane;
+    pad_into(
+        x,
+        g,
+        part.samples,
+        &mut part.padded[..part.samples * images],
+    );
+    let kernels = Kernels::detect();
+    for (n, out) in out.chunks_exact_mut(fnum * p).enumerate() {
+        let product = ShiftedProduct {
+            a: w.as_slice().expect("W is contiguous"),
+            lda: w.ncols(),
+            m: fnum,
+            b: &part.padded[n * images..],
+            offsets: &s.x_rows,
+            n: s.cols,
+            ldo: s.cols,
+        };
+        shifted_product(kernels, &product, slice_mut(&mut part.out));
+        for ((row, &bias), dst) in part
+            .out
+            .rows()
+            .into_iter()
+            .zip(b)
+            .zip(out.chunks_exact_mut(p))
+        {
+            let row = row.to_slice().expect("a row of a standard-layout array");
+            add_bias_into(dst, row, g.padded_width(), g.ow, bias);
+        }
     }
-    part.products
-        .matmul_into_alone(w.view(), part.col.view(), part.out.view_mut());
-    // (FN, samples·OH·RL) to (samples, FN, OH, OW), adding the bias.
-    let (p, row_len) = (g.positions(), g.row_len());
-    for (f, (row, &bias)) in part.out.rows().into_iter().zip(b).enumerate() {
-        let row = row.to_slice().expect("a row of a standard-layout array");
-        for (n, src) in row.chunks_exact(g.oh * row_len).enumerate() {
-            let dst = &mut out[(n * w.nrows() + f) * p..][..p];
-            for (dst, src) in dst.chunks_exact_mut(g.ow).zip(src.chunks_exact(row_len)) {
-                for (d, &s) in dst.iter_mut().zip(src) {
-                    *d = s + bias;
-                }
+}
+
+/// A part's backward pass in the shifted layout: its `dW` and `db` shares, and `dx` if `wt` (the
+/// filters as `(C, FN·FH·FW)`) is given.
+fn backward_shifted<A: NdFloat>(
+    g: &Geometry,
+    s: &Shifts,
+    part: &mut Part<A>,
+    dout: &[A],
+    wt: Option<&[A]>,
+    dx: &mut [A],
+) {
+    let fnum = part.db.len();
+    let (p, wp) = (g.positions(), g.padded_width());
+    let regions = part.samples * fnum * s.region;
+    if part.regions.len() != regions {
+        part.regions.clear();
+        part.regions.resize(regions, A::zero());
+    }
+    // (samples, FN, OH, OW) into the regions, and db's share, summed over the samples in order.
+    part.db.fill(A::zero());
+    for (i, (dout, region)) in dout
+        .chunks_exact(p)
+        .zip(part.regions.chunks_exact_mut(s.region))
+        .enumerate()
+    {
+        for (src, dst) in dout
+            .chunks_exact(g.ow)
+            .zip(region[s.margin..].chunks_mut(wp))
+        {
+            dst[..g.ow].copy_from_slice(src);
+        }
+        part.db[i % fnum] += sum(dout);
+    }
+    let kernels = Kernels::detect();
+    let d = ShiftedDot {
+        a: &part.regions,
+        a_rows: &s.dout_rows,
+        a_step: fnum * s.region,
+        b: &part.padded,
+        b_rows: &s.x_rows,
+        b_step: g.channels * s.plane,
+        segments: part.samples,
+        len: s.cols,
+        ldo: g.rows(),
+    };
+    shifted_dot(kernels, &d, slice_mut(&mut part.dw));
+    let Some(wt) = wt else { return };
+    part.dx_rows.resize(g.channels * s.dx_cols, A::zero());
+    let plane = g.height * g.width;
+    for (dx, regions) in dx
+        .chunks_exact_mut(g.input_len())
+        .zip(part.regions.chunks_exact(fnum * s.region))
+    {
+        let product = ShiftedProduct {
+            a: wt,
+            lda: s.dx_rows.len(),
+            m: g.channels,
+            b: regions,
+            offsets: &s.dx_rows,
+            n: s.dx_cols,
+            ldo: s.dx_cols,
+        };
+        shifted_product(kernels, &product, &mut part.dx_rows);
+        for (image, rows) in dx
+            .chunks_exact_mut(plane)
+            .zip(part.dx_rows.chunks_exact(s.dx_cols))
+        {
+            for (dst, src) in image
+                .chunks_exact_mut(g.width)
+                .zip(rows[g.pad..].chunks(wp))
+            {
+                dst.copy_from_slice(&src[..g.width]);
             }
         }
     }
+}
+
+/// The sum of `v` in 16 running sums (independent adds, which pipeline and vectorise; one running
+/// sum waits for each add), then of those and the elements left over, in order.
+fn sum<A: NdFloat>(v: &[A]) -> A {
+    let mut lanes = [A::zero(); 16];
+    let groups = v.chunks_exact(16);
+    let rest = groups.remainder();
+    for group in groups {
+        for (lane, &x) in lanes.iter_mut().zip(group) {
+            *lane += x;
+        }
+    }
+    lanes.iter().chain(rest).fold(A::zero(), |s, &x| s + x)
 }
 
 fn slice_mut<A>(a: &mut Array2<A>) -> &mut [A] {
@@ -207,6 +422,8 @@ impl<A: NdFloat> Convolution<A> {
             parts: Vec::new(),
             x: None,
             geometry: None,
+            shifts: None,
+            wt: Vec::new(),
             spare: None,
         }
     }
@@ -320,7 +537,24 @@ impl<A: NdFloat> Convolution<A> {
             dout.as_standard_layout().into_owned()
         };
         let w = &self.w;
-        let (p, fnum, row_len) = (g.positions(), w.nrows(), g.row_len());
+        let (p, fnum) = (g.positions(), w.nrows());
+        let shifts = self.shifts.as_ref();
+        if want_dx && shifts.is_some() {
+            // wt[c, (f, kh, kw)] = W[f, (c, kh, kw)].
+            let window = g.fh * g.fw;
+            self.wt.resize(w.len(), A::zero());
+            for (f, row) in w.rows().into_iter().enumerate() {
+                for (c, src) in row
+                    .as_slice()
+                    .expect("W is contiguous")
+                    .chunks_exact(window)
+                    .enumerate()
+                {
+                    self.wt[(c * fnum + f) * window..][..window].copy_from_slice(src);
+                }
+            }
+        }
+        let wt = (want_dx && shifts.is_some()).then_some(&self.wt[..]);
         for_each_part(
             (&mut self.parts, 1),
             (
@@ -333,7 +567,10 @@ impl<A: NdFloat> Convolution<A> {
             ),
             |part, dout, dx| {
                 let part = &mut part[0];
-                // (samples, FN, OH, OW) to (FN, samples·OH·RL), and db's share.
+                if let Some(s) = shifts {
+                    return backward_shifted(&g, s, part, dout, wt, dx);
+                }
+                // (samples, FN, OH, OW) to (FN, samples·OH·OW), and db's share.
                 for (f, (mut row, db)) in part
                     .out
                     .rows_mut()
@@ -344,16 +581,10 @@ impl<A: NdFloat> Convolution<A> {
                     let row = row
                         .as_slice_mut()
                         .expect("a row of a standard-layout array");
-                    for (n, dst) in row.chunks_exact_mut(g.oh * row_len).enumerate() {
-                        let src = &dout[(n * fnum + f) * p..][..p];
-                        for (dst, src) in dst.chunks_exact_mut(row_len).zip(src.chunks_exact(g.ow))
-                        {
-                            let (positions, past) = dst.split_at_mut(g.ow);
-                            positions.copy_from_slice(src);
-                            past.fill(A::zero());
-                        }
+                    for (n, dst) in row.chunks_exact_mut(p).enumerate() {
+                        dst.copy_from_slice(&dout[(n * fnum + f) * p..][..p]);
                     }
-                    *db = row.iter().fold(A::zero(), |s, &v| s + v);
+                    *db = sum(row);
                 }
                 part.products
                     .matmul_into_alone(part.out.view(), part.col.t(), part.dw.view_mut());
@@ -361,13 +592,7 @@ impl<A: NdFloat> Convolution<A> {
                     part.products
                         .matmul_into_alone(w.t(), part.out.view(), part.col.view_mut());
                     let dcol = part.col.as_slice().expect("contiguous");
-                    if g.padded_rows() {
-                        let planes = part.samples * g.channels * g.padded_plane();
-                        part.padded_dx.resize(planes, A::zero());
-                        roll_padded(dcol, &g, part.samples, &mut part.padded_dx, dx);
-                    } else {
-                        col2im_into(dcol, &g, part.samples, dx);
-                    }
+                    col2im_into(dcol, &g, part.samples, dx);
                 }
             },
         );
@@ -409,9 +634,10 @@ impl<A: NdFloat> Layer<A> for Convolution<A> {
             && self.parts.iter().map(|p| p.samples).sum::<usize>() == n
             && self.parts.first().is_some_and(|p| p.dw.nrows() == fnum);
         if !sizes_match {
-            self.parts = parts(n, &g, fnum);
+            self.shifts = g.shifted_layout().then(|| Shifts::new(&g, fnum));
+            self.parts = parts(n, &g, self.shifts.as_ref(), fnum);
         }
-        let (w, b) = (&self.w, &self.b);
+        let (wb, shifts) = ((&self.w, &self.b), self.shifts.as_ref());
         for_each_part(
             (&mut self.parts, 1),
             (
@@ -422,7 +648,7 @@ impl<A: NdFloat> Layer<A> for Convolution<A> {
                 out.as_slice_mut().expect("the output is contiguous"),
                 SAMPLES_PER_PART * fnum * g.positions(),
             ),
-            |part, x, out| forward_part(w, b, &g, &mut part[0], x, out),
+            |part, x, out| forward_part(wb, &g, shifts, &mut part[0], x, out),
         );
         self.x = Some(x);
         self.geometry = Some(g);
@@ -449,7 +675,8 @@ impl<A: NdFloat> Layer<A> for Convolution<A> {
         if n == 0 {
             return out;
         }
-        let mut parts = parts(n, &g, fnum);
+        let shifts = g.shifted_layout().then(|| Shifts::new(&g, fnum));
+        let mut parts = parts(n, &g, shifts.as_ref(), fnum);
         for_each_part(
             (&mut parts, 1),
             (
@@ -460,7 +687,16 @@ impl<A: NdFloat> Layer<A> for Convolution<A> {
                 out.as_slice_mut().expect("a new array is contiguous"),
                 SAMPLES_PER_PART * fnum * g.positions(),
             ),
-            |part, x, out| forward_part(&self.w, &self.b, &g, &mut part[0], x, out),
+            |part, x, out| {
+                forward_part(
+                    (&self.w, &self.b),
+                    &g,
+                    shifts.as_ref(),
+                    &mut part[0],
+                    x,
+                    out,
+                )
+            },
         );
         out
     }
@@ -641,7 +877,7 @@ mod tests {
             (11, 1, 9, 4, 3, 2, 3, 2, 2),
             (2, 4, 3, 3, 5, 1, 1, 3, 0),
             (6, 2, 2, 2, 3, 3, 3, 1, 2),
-            // DeepConvNet's kinds, in the padded-row layout: pad 1, pad 2, and 5 x 5 unpadded.
+            // DeepConvNet's kinds, in the shifted layout: pad 1, pad 2, and 5 x 5 unpadded.
             (7, 3, 8, 8, 4, 3, 3, 1, 1),
             (2, 2, 10, 9, 3, 3, 3, 1, 2),
             (3, 1, 20, 20, 2, 5, 5, 1, 0),

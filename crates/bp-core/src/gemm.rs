@@ -22,6 +22,13 @@
 //! [`reserve_scratch`] has sized for the product is never grown, so a caller that reserves before
 //! handing a product to another thread knows that thread will not allocate.
 //!
+//! A convolution at stride 1 does not unroll its images: its products read the padded images
+//! themselves. [`ShiftedProduct`] is `A · B` whose row `p` of `B` starts at `offsets[p]` in one
+//! slice (the rows overlap: they are runs of the same planes, shifted by one filter element), and
+//! [`ShiftedDot`] is `A · Bᵀ` of runs at given starts, each cut into segments a step apart (one per
+//! sample). They take the broadcast and dot kernels' tiles and sums, with columns and segments in
+//! whole groups of 16, so that no tail is copied.
+//!
 //! The kernels use AVX2 and FMA intrinsics, on x86-64 CPUs that have them (checked at run time).
 //! On CPUs that also have AVX-512 (F and VL), the broadcast kernel takes 512-bit vectors and 32
 //! registers: tiles of 9 rows by three vectors (48 `f32` columns, 27 accumulators) instead of 4
@@ -377,6 +384,215 @@ impl<'a, T: 'static> Block<'a, T> {
     }
 }
 
+/// Columns of a [`ShiftedProduct`] come in multiples of this (every kernel set's group of
+/// columns divides it), and a [`ShiftedDot`]'s segments are as long: no tails.
+pub(crate) const SHIFTED_GROUP: usize = MAX_GROUP;
+
+/// `out[i·ldo + j] = Σ_p a[i·lda + p] · b[offsets[p] + j]` for `i < m`, `j < n`: `A · B` with
+/// row `p` of `B` starting at `offsets[p]` in `b`. The rows may overlap: a convolution's unrolled
+/// images are shifted runs of the padded planes, so the product reads the planes themselves.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ShiftedProduct<'a, T> {
+    /// `A`, `m x offsets.len()`, rows `lda` apart.
+    pub(crate) a: &'a [T],
+    pub(crate) lda: usize,
+    pub(crate) m: usize,
+    pub(crate) b: &'a [T],
+    pub(crate) offsets: &'a [usize],
+    /// Columns, a multiple of [`SHIFTED_GROUP`].
+    pub(crate) n: usize,
+    /// The distance between the output's rows.
+    pub(crate) ldo: usize,
+}
+
+/// `out[i·ldo + j] = Σ_s Σ_q a[a_rows[i] + s·a_step + q] · b[b_rows[j] + s·b_step + q]` over
+/// `segments` segments `s` of `len` elements `q`: `A · Bᵀ` whose rows are runs in `a` and `b` at
+/// the given starts, each cut into segments a step apart (a convolution's `dW`: a segment per
+/// sample of the part, summed in the dot kernel's lanes across samples).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ShiftedDot<'a, T> {
+    pub(crate) a: &'a [T],
+    pub(crate) a_rows: &'a [usize],
+    pub(crate) a_step: usize,
+    pub(crate) b: &'a [T],
+    pub(crate) b_rows: &'a [usize],
+    pub(crate) b_step: usize,
+    pub(crate) segments: usize,
+    /// Elements of a segment, a multiple of [`SHIFTED_GROUP`].
+    pub(crate) len: usize,
+    pub(crate) ldo: usize,
+}
+
+impl<'a, A: 'static> ShiftedProduct<'a, A> {
+    /// Panics unless every element read lies in `a` and `b`, and `out` holds the output.
+    #[track_caller]
+    fn check(&self, out: &[A]) {
+        let k = self.offsets.len();
+        let last = self.offsets.iter().max().map_or(0, |&o| o + self.n);
+        assert!(
+            self.n.is_multiple_of(SHIFTED_GROUP)
+                && self.lda >= k
+                && self.ldo >= self.n
+                && (self.m == 0 || self.a.len() >= (self.m - 1) * self.lda + k)
+                && last <= self.b.len()
+                && (self.m == 0 || out.len() >= (self.m - 1) * self.ldo + self.n),
+            "shifted product of {} x {k} (rows {} apart, {} elements) and {k} rows of {} at offsets \
+             up to {last} of {} into {} elements with rows {} apart",
+            self.m,
+            self.lda,
+            self.a.len(),
+            self.n,
+            self.b.len(),
+            out.len(),
+            self.ldo
+        );
+    }
+
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    fn cast<T: 'static>(&self) -> Option<ShiftedProduct<'a, T>> {
+        Some(ShiftedProduct {
+            a: cast_slice(self.a)?,
+            b: cast_slice(self.b)?,
+            lda: self.lda,
+            m: self.m,
+            offsets: self.offsets,
+            n: self.n,
+            ldo: self.ldo,
+        })
+    }
+}
+
+impl<'a, A: 'static> ShiftedDot<'a, A> {
+    /// Panics unless every element read lies in `a` and `b`, and `out` holds the output.
+    #[track_caller]
+    fn check(&self, out: &[A]) {
+        let reach = |rows: &[usize], step: usize| {
+            rows.iter().max().map_or(0, |&r| {
+                r + self.segments.saturating_sub(1) * step + self.len
+            })
+        };
+        let (a_end, b_end) = (
+            reach(self.a_rows, self.a_step),
+            reach(self.b_rows, self.b_step),
+        );
+        let (m, n) = (self.a_rows.len(), self.b_rows.len());
+        assert!(
+            self.len.is_multiple_of(SHIFTED_GROUP)
+                && a_end <= self.a.len()
+                && b_end <= self.b.len()
+                && self.ldo >= n
+                && (m == 0 || out.len() >= (m - 1) * self.ldo + n),
+            "shifted dot products of {m} x {n} runs of {} segments of {} reach {a_end} of {} and \
+             {b_end} of {}; the output has {} elements with rows {} apart",
+            self.segments,
+            self.len,
+            self.a.len(),
+            self.b.len(),
+            out.len(),
+            self.ldo
+        );
+    }
+
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    fn cast<T: 'static>(&self) -> Option<ShiftedDot<'a, T>> {
+        Some(ShiftedDot {
+            a: cast_slice(self.a)?,
+            b: cast_slice(self.b)?,
+            a_rows: self.a_rows,
+            a_step: self.a_step,
+            b_rows: self.b_rows,
+            b_step: self.b_step,
+            segments: self.segments,
+            len: self.len,
+            ldo: self.ldo,
+        })
+    }
+}
+
+/// Computes shifted product `$p` into `$out` with `x86::<kernels>_<element>::$kernel` and returns
+/// from the caller, if the CPU has `$kernels` and the elements are `f32` or `f64`.
+#[cfg(target_arch = "x86_64")]
+macro_rules! shifted_on_x86 {
+    ($kernels:expr, $p:expr, $out:expr, $kernel:ident) => {
+        if $kernels != Kernels::Portable && $kernels.runs_here() {
+            shifted_on_x86!(@one $kernels, $p, $out, $kernel, f32, avx2_f32, avx512_f32);
+            shifted_on_x86!(@one $kernels, $p, $out, $kernel, f64, avx2_f64, avx512_f64);
+        }
+    };
+    (@one $kernels:expr, $p:expr, $out:expr, $kernel:ident, $t:ident, $avx2:ident, $avx512:ident) => {
+        if let (Some(p), Some(out)) = ($p.cast::<$t>(), cast_slice_mut::<_, $t>($out)) {
+            #[allow(unsafe_code)]
+            // SAFETY: `runs_here` checked that the CPU has the kernels' features.
+            unsafe {
+                if $kernels == Kernels::Avx512 {
+                    x86::$avx512::$kernel(&p, out);
+                } else {
+                    x86::$avx2::$kernel(&p, out);
+                }
+            }
+            return;
+        }
+    };
+}
+
+/// Computes `p` into `out` with `kernels` (the portable code where the CPU lacks them).
+///
+/// # Panics
+///
+/// If an element read or written lies outside the slices.
+#[track_caller]
+pub(crate) fn shifted_product<A: NdFloat>(
+    kernels: Kernels,
+    p: &ShiftedProduct<'_, A>,
+    out: &mut [A],
+) {
+    p.check(out);
+    if p.m == 0 || p.n == 0 {
+        return;
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = kernels;
+    #[cfg(target_arch = "x86_64")]
+    shifted_on_x86!(kernels, p, out, shifted);
+    let k = p.offsets.len();
+    for (i, row) in out.chunks_mut(p.ldo).take(p.m).enumerate() {
+        let row = &mut row[..p.n];
+        row.fill(A::zero());
+        for (&x, &offset) in p.a[i * p.lda..][..k].iter().zip(p.offsets) {
+            for (c, &y) in row.iter_mut().zip(&p.b[offset..][..p.n]) {
+                *c += x * y;
+            }
+        }
+    }
+}
+
+/// Computes `d` into `out` with `kernels` (the portable code where the CPU lacks them).
+///
+/// # Panics
+///
+/// If an element read or written lies outside the slices.
+#[track_caller]
+pub(crate) fn shifted_dot<A: NdFloat>(kernels: Kernels, d: &ShiftedDot<'_, A>, out: &mut [A]) {
+    d.check(out);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = kernels;
+    #[cfg(target_arch = "x86_64")]
+    shifted_on_x86!(kernels, d, out, shifted_dot);
+    for (i, &a_row) in d.a_rows.iter().enumerate() {
+        for (j, &b_row) in d.b_rows.iter().enumerate() {
+            let mut sum = A::zero();
+            for s in 0..d.segments {
+                let x = &d.a[a_row + s * d.a_step..][..d.len];
+                let y = &d.b[b_row + s * d.b_step..][..d.len];
+                for (&x, &y) in x.iter().zip(y) {
+                    sum += x * y;
+                }
+            }
+            out[i * d.ldo + j] = sum;
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     //! The kernels, for `f32` (vectors of 8) and `f64` (vectors of 4), each compiled for AVX2 and
@@ -551,7 +767,7 @@ mod x86 {
          $wstore:ident, $wto_lanes:ident,
          $features:literal, $vectors:literal, $rows:literal, [$($left:literal)*]) => {
             pub(super) mod $name {
-                use super::super::{Block, MAX_GROUP, MAX_SHORT_DOT};
+                use super::super::{Block, MAX_GROUP, MAX_SHORT_DOT, ShiftedDot, ShiftedProduct};
                 use super::{$fmadd, $load, $splat, $to_lanes, $zero};
                 use super::{
                     $wfmadd as wfmadd, $wload as wload, $wsplat as wsplat, $wstore as wstore,
@@ -901,15 +1117,39 @@ mod x86 {
                     let brows = rows::<TJ>(block.b, j, block.ldb, k);
                     let mut acc = [[[wzero(); DC]; TJ]; TI];
                     let whole = k / W * W;
+                    dot_groups(&mut acc, &arows, &brows, whole);
+                    let row0 = block.at.0 + i - block.rows.start;
+                    let col0 = block.at.1 + j - block.cols.start;
+                    for (r, acc) in acc.iter().enumerate() {
+                        for (c, acc) in acc.iter().enumerate() {
+                            let mut sum = across(acc);
+                            for p in whole..k {
+                                sum = arows[r][p].mul_add(brows[c][p], sum);
+                            }
+                            out[(row0 + r) * block.ldo + col0 + c] = sum;
+                        }
+                    }
+                }
+
+                /// Adds the products of the first `whole` elements (a multiple of `W`) of each
+                /// row pair into the pair's `W` lanes.
+                #[target_feature(enable = $features)]
+                #[inline]
+                fn dot_groups<const TI: usize, const TJ: usize>(
+                    acc: &mut [[[$wv; DC]; TJ]; TI],
+                    arows: &[&[$t]; TI],
+                    brows: &[&[$t]; TJ],
+                    whole: usize,
+                ) {
                     for p in (0..whole).step_by(W) {
                         let mut bv = [[wzero(); DC]; TJ];
-                        for (bv, brow) in bv.iter_mut().zip(&brows) {
+                        for (bv, brow) in bv.iter_mut().zip(brows) {
                             let group = &brow[p..p + W];
                             for (bv, y) in bv.iter_mut().zip(group.chunks_exact(WL)) {
                                 *bv = wload(y.try_into().expect("WL elements"));
                             }
                         }
-                        for (acc, arow) in acc.iter_mut().zip(&arows) {
+                        for (acc, arow) in acc.iter_mut().zip(arows) {
                             let group = &arow[p..p + W];
                             for (d, x) in group.chunks_exact(WL).enumerate() {
                                 let av = wload(x.try_into().expect("WL elements"));
@@ -919,26 +1159,138 @@ mod x86 {
                             }
                         }
                     }
-                    let row0 = block.at.0 + i - block.rows.start;
-                    let col0 = block.at.1 + j - block.cols.start;
+                }
+
+                /// The sum of a dot product's `W` lanes: halves added pairwise.
+                #[target_feature(enable = $features)]
+                #[inline]
+                fn across(acc: &[$wv; DC]) -> $t {
+                    let mut lanes = [0.0; W];
+                    for (lanes, &v) in lanes.chunks_exact_mut(WL).zip(acc) {
+                        lanes.copy_from_slice(&wto_lanes(v));
+                    }
+                    let mut width = W;
+                    while width > 1 {
+                        width /= 2;
+                        for q in 0..width {
+                            lanes[q] += lanes[q + width];
+                        }
+                    }
+                    lanes[0]
+                }
+
+                /// A [`ShiftedProduct`]: panels of up to `V` vectors, each swept by tiles of `R`
+                /// rows; each element takes the broadcast kernel's multiply-adds, in order of `p`.
+                #[target_feature(enable = $features)]
+                pub(crate) fn shifted(s: &ShiftedProduct<'_, $t>, out: &mut [$t]) {
+                    let mut j = 0;
+                    while j < s.n {
+                        let vectors = ((s.n - j) / WL).min(V);
+                        match vectors {
+                            1 => shifted_panel::<1>(s, j, out),
+                            2 => shifted_panel::<2>(s, j, out),
+                            _ => shifted_panel::<V>(s, j, out),
+                        }
+                        j += vectors * WL;
+                    }
+                }
+
+                /// The columns `j .. j + VT·WL` of a [`ShiftedProduct`], in as few tiles as `R`
+                /// rows allow, of heights that differ by one at most (30 rows as 8, 8, 7 and 7,
+                /// not 9, 9, 9 and a 3 that loads `B` as often for a third of the work).
+                #[target_feature(enable = $features)]
+                fn shifted_panel<const VT: usize>(
+                    s: &ShiftedProduct<'_, $t>,
+                    j: usize,
+                    out: &mut [$t],
+                ) {
+                    let tiles = s.m.div_ceil(R);
+                    let mut i = 0;
+                    for t in 0..tiles {
+                        let height = (s.m - i).div_ceil(tiles - t);
+                        match height {
+                            R => shifted_tile::<R, VT>(s, i, j, out),
+                            $($left => shifted_tile::<$left, VT>(s, i, j, out),)*
+                            _ => unreachable!("tiles are at most R rows high"),
+                        }
+                        i += height;
+                    }
+                }
+
+                /// One tile of `RT` rows by `VT` vectors of a [`ShiftedProduct`].
+                #[target_feature(enable = $features)]
+                fn shifted_tile<const RT: usize, const VT: usize>(
+                    s: &ShiftedProduct<'_, $t>,
+                    i: usize,
+                    j: usize,
+                    out: &mut [$t],
+                ) {
+                    let arows = rows::<RT>(s.a, i, s.lda, s.offsets.len());
+                    let mut acc = [[wzero(); VT]; RT];
+                    for (p, &offset) in s.offsets.iter().enumerate() {
+                        let mut xs = [&arows[0][p]; RT];
+                        for (xs, arow) in xs.iter_mut().zip(&arows) {
+                            *xs = &arow[p];
+                        }
+                        step(&mut acc, xs, &s.b[offset + j..][..VT * WL]);
+                    }
+                    for (r, acc) in acc.iter().enumerate() {
+                        let dst = &mut out[(i + r) * s.ldo + j..][..VT * WL];
+                        for (dst, &acc) in dst.chunks_exact_mut(WL).zip(acc) {
+                            wstore(dst.try_into().expect("WL elements"), acc);
+                        }
+                    }
+                }
+
+                /// A [`ShiftedDot`], in tiles of `RI x RJ` dot products, each summed in `W` lanes
+                /// across all segments and then across the lanes. Where the rows (or columns) do
+                /// not fill the tiles, the last tile overlaps the one before it and computes some
+                /// dot products again (to the same bits); only fewer rows than a tile take
+                /// narrower tiles.
+                #[target_feature(enable = $features)]
+                pub(crate) fn shifted_dot(d: &ShiftedDot<'_, $t>, out: &mut [$t]) {
+                    let (m, n) = (d.a_rows.len(), d.b_rows.len());
+                    let (tall, wide) = (m >= RI, n >= RJ);
+                    let starts = |len: usize, tile: usize| {
+                        let whole = (0..len / tile).map(move |t| t * tile);
+                        let last = (len >= tile && len % tile != 0).then(|| len - tile);
+                        whole.chain(last)
+                    };
+                    for j in starts(n, if wide { RJ } else { 1 }) {
+                        for i in starts(m, if tall { RI } else { 1 }) {
+                            match (tall, wide) {
+                                (true, true) => shifted_dot_tile::<RI, RJ>(d, i, j, out),
+                                (true, false) => shifted_dot_tile::<RI, 1>(d, i, j, out),
+                                (false, true) => shifted_dot_tile::<1, RJ>(d, i, j, out),
+                                (false, false) => shifted_dot_tile::<1, 1>(d, i, j, out),
+                            }
+                        }
+                    }
+                }
+
+                /// One `TI x TJ` tile of a [`ShiftedDot`] at rows `i..`, columns `j..`.
+                #[target_feature(enable = $features)]
+                fn shifted_dot_tile<const TI: usize, const TJ: usize>(
+                    d: &ShiftedDot<'_, $t>,
+                    i: usize,
+                    j: usize,
+                    out: &mut [$t],
+                ) {
+                    let mut acc = [[[wzero(); DC]; TJ]; TI];
+                    for s in 0..d.segments {
+                        let mut arows = [&d.a[..0]; TI];
+                        for (r, row) in arows.iter_mut().enumerate() {
+                            *row = &d.a[d.a_rows[i + r] + s * d.a_step..][..d.len];
+                        }
+                        let mut brows = [&d.b[..0]; TJ];
+                        for (c, row) in brows.iter_mut().enumerate() {
+                            *row = &d.b[d.b_rows[j + c] + s * d.b_step..][..d.len];
+                        }
+                        dot_groups(&mut acc, &arows, &brows, d.len);
+                    }
                     for (r, acc) in acc.iter().enumerate() {
                         for (c, acc) in acc.iter().enumerate() {
-                            let mut lanes = [0.0; W];
-                            for (lanes, &v) in lanes.chunks_exact_mut(WL).zip(acc) {
-                                lanes.copy_from_slice(&wto_lanes(v));
-                            }
-                            let mut width = W;
-                            while width > 1 {
-                                width /= 2;
-                                for q in 0..width {
-                                    lanes[q] += lanes[q + width];
-                                }
-                            }
-                            let mut sum = lanes[0];
-                            for p in whole..k {
-                                sum = arows[r][p].mul_add(brows[c][p], sum);
-                            }
-                            out[(row0 + r) * block.ldo + col0 + c] = sum;
+                            out[(i + r) * d.ldo + j + c] = across(acc);
                         }
                     }
                 }
@@ -1113,6 +1465,148 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Shifted products and dot products at random shapes and offsets (rows that overlap, as a
+    /// convolution's do, rows of every count around the tiles, shared dimensions up to a
+    /// convolution's 576), written into a larger output whose other elements must stay
+    /// untouched, against their definitions summed in `f64`; the vector kernels give the same
+    /// bits whatever the CPU's features.
+    fn shifted_match_the_definition<A: NdFloat>(tolerance: f64) {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(8);
+        let f = |v: A| v.to_f64().expect("finite");
+        let close = |v: A, e: f64, terms: usize| {
+            let terms = (terms as f64 / 64.0).max(1.0).sqrt();
+            (f(v) - e).abs() <= tolerance * terms * (1.0 + e.abs())
+        };
+        let sentinel = A::from(12345.0).unwrap();
+        let simd = |k: &Kernels| *k != Kernels::Portable;
+        for case in 0..60 {
+            // A · B with B's rows at offsets.
+            let (m, k) = (rng.random_range(1..30), rng.random_range(1..600));
+            let n = SHIFTED_GROUP * rng.random_range(1..8);
+            let (lda, ldo) = (k + rng.random_range(0..3), n + rng.random_range(0..3));
+            let b: Vec<A> = randn(3 * n + 40, 1.0, &mut rng).to_vec();
+            let offsets: Vec<usize> = (0..k).map(|_| rng.random_range(0..=2 * n + 40)).collect();
+            let a: Vec<A> = randn(m * lda, 1.0, &mut rng).to_vec();
+            let p = ShiftedProduct {
+                a: &a,
+                lda,
+                m,
+                b: &b,
+                offsets: &offsets,
+                n,
+                ldo,
+            };
+            let mut seen: Option<Vec<A>> = None;
+            for kernels in Kernels::all_here() {
+                let mut out = vec![sentinel; m * ldo + 1];
+                shifted_product(kernels, &p, &mut out);
+                for (e, &v) in out.iter().enumerate() {
+                    let (i, j) = (e / ldo, e % ldo);
+                    if i >= m || j >= n {
+                        assert_eq!(v, sentinel, "case {case}, {kernels:?}: {e} written");
+                        continue;
+                    }
+                    let sum: f64 = (0..k)
+                        .map(|q| f(a[i * lda + q]) * f(b[offsets[q] + j]))
+                        .sum();
+                    assert!(
+                        close(v, sum, k),
+                        "case {case}, {kernels:?}: ({i}, {j}) {v} vs {sum}"
+                    );
+                }
+                if simd(&kernels) {
+                    if let Some(seen) = &seen {
+                        assert_eq!(seen, &out, "case {case}: {kernels:?} differs");
+                    }
+                    seen = Some(out);
+                }
+            }
+            // A · Bᵀ of runs cut into segments.
+            let (m, n) = (rng.random_range(1..20), rng.random_range(1..40));
+            let (segments, len) = (
+                rng.random_range(1..6),
+                SHIFTED_GROUP * rng.random_range(1..5),
+            );
+            let (a_step, b_step) = (len + rng.random_range(0..50), rng.random_range(0..len + 50));
+            let a: Vec<A> = randn(segments * a_step + len + 60, 1.0, &mut rng).to_vec();
+            let b: Vec<A> = randn(segments * b_step + len + 60, 1.0, &mut rng).to_vec();
+            let a_rows: Vec<usize> = (0..m).map(|_| rng.random_range(0..=60)).collect();
+            let b_rows: Vec<usize> = (0..n).map(|_| rng.random_range(0..=60)).collect();
+            let ldo = n + 1;
+            let d = ShiftedDot {
+                a: &a,
+                a_rows: &a_rows,
+                a_step,
+                b: &b,
+                b_rows: &b_rows,
+                b_step,
+                segments,
+                len,
+                ldo,
+            };
+            let mut seen: Option<Vec<A>> = None;
+            for kernels in Kernels::all_here() {
+                let mut out = vec![sentinel; m * ldo];
+                shifted_dot(kernels, &d, &mut out);
+                for (e, &v) in out.iter().enumerate() {
+                    let (i, j) = (e / ldo, e % ldo);
+                    if j >= n {
+                        assert_eq!(v, sentinel, "case {case}, {kernels:?}: {e} written");
+                        continue;
+                    }
+                    let sum: f64 = (0..segments)
+                        .flat_map(|s| (0..len).map(move |q| (s, q)))
+                        .map(|(s, q)| {
+                            f(a[a_rows[i] + s * a_step + q]) * f(b[b_rows[j] + s * b_step + q])
+                        })
+                        .sum();
+                    assert!(
+                        close(v, sum, segments * len),
+                        "case {case}, {kernels:?}: dot ({i}, {j}) {v} vs {sum}"
+                    );
+                }
+                if simd(&kernels) {
+                    if let Some(seen) = &seen {
+                        assert_eq!(seen, &out, "case {case}: {kernels:?} differs");
+                    }
+                    seen = Some(out);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn shifted_products_match_the_definition_f32() {
+        shifted_match_the_definition::<f32>(1e-5);
+    }
+
+    #[test]
+    fn shifted_products_match_the_definition_f64() {
+        shifted_match_the_definition::<f64>(1e-13);
+    }
+
+    /// A shifted product's bounds are checked before any kernel reads: a row that starts too
+    /// late for its `n` columns is refused, naming the sizes.
+    #[test]
+    fn shifted_products_refuse_rows_past_the_end() {
+        let (a, b) = (vec![1.0f32; 2], vec![0.0f32; 40]);
+        let p = ShiftedProduct {
+            a: &a,
+            lda: 2,
+            m: 1,
+            b: &b,
+            offsets: &[0, 25],
+            n: 16,
+            ldo: 16,
+        };
+        let mut out = vec![0.0; 16];
+        let err =
+            std::panic::catch_unwind(move || shifted_product(Kernels::detect(), &p, &mut out))
+                .expect_err("row 1 reaches element 41 of 40");
+        let message = err.downcast_ref::<String>().expect("a formatted message");
+        assert!(message.contains("offsets up to 41 of 40"), "{message}");
     }
 
     #[test]

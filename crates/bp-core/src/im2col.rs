@@ -71,10 +71,11 @@ impl Geometry {
         self.channels * self.fh * self.fw
     }
 
-    /// Whether a convolution unrolls these images in the padded-row layout (see
-    /// [`unroll_padded`]): at stride 1, where the padded rows are at most a quarter longer
-    /// than the output rows, so that the columns computed and thrown away stay few.
-    pub(crate) fn padded_rows(&self) -> bool {
+    /// Whether a convolution reads these images from padded planes in rows as long as the padded
+    /// rows instead of unrolling them (the convolution's shifted layout): at stride 1, where the
+    /// padded rows are at most a quarter longer than the output rows, so that the columns
+    /// computed and thrown away stay few.
+    pub(crate) fn shifted_layout(&self) -> bool {
         self.stride == 1 && 4 * self.padded_width() <= 5 * self.ow
     }
 
@@ -84,25 +85,10 @@ impl Geometry {
     }
 
     /// Elements of a padded image plane as [`pad_into`] lays it out: `(H + 2P)·(W + 2P)`, then
-    /// `FW - 1` zeros, which the last window's row of the padded-row layout reads past the
+    /// `FW - 1` zeros, which the last window's last row in the shifted layout reads past the
     /// plane's end.
     pub(crate) fn padded_plane(&self) -> usize {
         (self.height + 2 * self.pad) * self.padded_width() + self.fw - 1
-    }
-
-    /// The length of an output row in the unrolled matrix and in the products' output: `W + 2P`
-    /// in the padded-row layout, `OW` otherwise.
-    pub(crate) fn row_len(&self) -> usize {
-        if self.padded_rows() {
-            self.padded_width()
-        } else {
-            self.ow
-        }
-    }
-
-    /// Columns of the unrolled matrix for one sample, `OH` rows of [`row_len`](Self::row_len).
-    pub(crate) fn unrolled_positions(&self) -> usize {
-        self.oh * self.row_len()
     }
 
     /// The output columns `ow` whose input column `ow·S + kw - P` lies inside the image, as a
@@ -253,93 +239,6 @@ pub(crate) fn pad_into<A: NdFloat>(x: &[A], g: &Geometry, samples: usize, padded
             .zip(plane[p * wp + p..].chunks_mut(wp))
         {
             dst[..w].copy_from_slice(src);
-        }
-    }
-}
-
-/// Unrolls padded images (see [`pad_into`]) in the padded-row layout, at stride 1: as
-/// [`im2col_into`], but each output row has `W + 2P` columns, of which the last `W + 2P - OW`
-/// are not output positions (they hold what the window reads past the row's end, and their
-/// gradients must be zero). Row `(c, kh, kw)` of a sample is then one run of the padded plane,
-/// `OH·(W + 2P)` elements from `kh·(W + 2P) + kw`: one copy each, no gathering, no zero filling.
-///
-/// # Panics
-///
-/// If the slices do not have those sizes, or the stride is not 1.
-#[track_caller]
-pub(crate) fn unroll_padded<A: NdFloat>(padded: &[A], g: &Geometry, samples: usize, col: &mut [A]) {
-    let run = g.oh * g.padded_width();
-    assert!(
-        g.stride == 1
-            && padded.len() == samples * g.channels * g.padded_plane()
-            && col.len() == g.rows() * samples * run,
-        "unroll: {} padded elements and {} unrolled for {samples} samples of {g:?}",
-        padded.len(),
-        col.len()
-    );
-    if run == 0 {
-        return;
-    }
-    let plane = g.padded_plane();
-    for (r, row) in col.chunks_exact_mut(samples * run).enumerate() {
-        let (c, kh, kw) = (r / (g.fh * g.fw), r / g.fw % g.fh, r % g.fw);
-        let start = kh * g.padded_width() + kw;
-        for (n, dst) in row.chunks_exact_mut(run).enumerate() {
-            dst.copy_from_slice(&padded[(n * g.channels + c) * plane + start..][..run]);
-        }
-    }
-}
-
-/// The reverse of [`unroll_padded`] for gradients: adds each run of `col` into the padded planes
-/// `padded` (overwritten, borders included), then copies their interiors to `dx` (NCHW).
-/// The columns past `OW` in each output row must hold zeros (they land on the border or the next
-/// row and would otherwise add there).
-///
-/// # Panics
-///
-/// If the slices do not have those sizes, or the stride is not 1.
-#[track_caller]
-pub(crate) fn roll_padded<A: NdFloat>(
-    col: &[A],
-    g: &Geometry,
-    samples: usize,
-    padded: &mut [A],
-    dx: &mut [A],
-) {
-    let run = g.oh * g.padded_width();
-    assert!(
-        g.stride == 1
-            && padded.len() == samples * g.channels * g.padded_plane()
-            && col.len() == g.rows() * samples * run
-            && dx.len() == samples * g.input_len(),
-        "roll: {} unrolled, {} padded and {} input elements for {samples} samples of {g:?}",
-        col.len(),
-        padded.len(),
-        dx.len()
-    );
-    padded.fill(A::zero());
-    if run == 0 {
-        dx.fill(A::zero());
-        return;
-    }
-    let plane = g.padded_plane();
-    for (r, row) in col.chunks_exact(samples * run).enumerate() {
-        let (c, kh, kw) = (r / (g.fh * g.fw), r / g.fw % g.fh, r % g.fw);
-        let start = kh * g.padded_width() + kw;
-        for (n, src) in row.chunks_exact(run).enumerate() {
-            let dst = &mut padded[(n * g.channels + c) * plane + start..][..run];
-            for (d, &v) in dst.iter_mut().zip(src) {
-                *d += v;
-            }
-        }
-    }
-    let (w, wp, p) = (g.width, g.padded_width(), g.pad);
-    for (image, sums) in dx
-        .chunks_exact_mut(g.height * w)
-        .zip(padded.chunks_exact(plane))
-    {
-        for (dst, src) in image.chunks_exact_mut(w).zip(sums[p * wp + p..].chunks(wp)) {
-            dst.copy_from_slice(&src[..w]);
         }
     }
 }

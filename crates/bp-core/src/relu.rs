@@ -1,8 +1,28 @@
 //! The rectified linear unit.
 
 use ndarray::{ArrayD, IxDyn, NdFloat, Zip};
+use rayon::prelude::*;
 
 use crate::layer::Layer;
+use crate::parallel::{install, threads};
+
+/// Elements of a part of a pass shared over the pool's threads: tens of microseconds of work,
+/// far more than handing a part to a thread. Smaller arrays (a dense net's activations) stay on
+/// the calling thread.
+const PART: usize = 1 << 15;
+
+/// Calls `f` on the elements of `xs` and `ms` (as long as each other) side by side, shared over
+/// the pool's threads in parts of [`PART`] where there are at least two parts.
+fn zip_parts<X: Send, M: Send>(xs: &mut [X], ms: &mut [M], f: impl Fn(&mut X, &mut M) + Sync) {
+    if xs.len() < 2 * PART || threads() < 2 {
+        return xs.iter_mut().zip(ms).for_each(|(x, m)| f(x, m));
+    }
+    install(|| {
+        xs.par_chunks_mut(PART)
+            .zip(ms.par_chunks_mut(PART))
+            .for_each(|(xs, ms)| xs.iter_mut().zip(ms).for_each(|(x, m)| f(x, m)));
+    });
+}
 
 /// The rectified linear unit: `out = max(x, 0)`, elementwise.
 ///
@@ -68,7 +88,7 @@ impl<A: NdFloat> Layer<A> for Relu {
             *x = if *m { A::zero() } else { *x };
         };
         match (x.as_slice_mut(), self.mask.as_slice_mut()) {
-            (Some(xs), Some(ms)) => xs.iter_mut().zip(ms).for_each(|(x, m)| step(x, m)),
+            (Some(xs), Some(ms)) => zip_parts(xs, ms, step),
             _ => Zip::from(&mut x).and(&mut self.mask).for_each(step),
         }
         x
@@ -82,10 +102,10 @@ impl<A: NdFloat> Layer<A> for Relu {
             dout.shape(),
             self.mask.shape()
         );
-        let step = |d: &mut A, &m: &bool| *d = if m { A::zero() } else { *d };
-        match (dout.as_slice_mut(), self.mask.as_slice()) {
-            (Some(ds), Some(ms)) => ds.iter_mut().zip(ms).for_each(|(d, m)| step(d, m)),
-            _ => Zip::from(&mut dout).and(&self.mask).for_each(step),
+        let step = |d: &mut A, m: &mut bool| *d = if *m { A::zero() } else { *d };
+        match (dout.as_slice_mut(), self.mask.as_slice_mut()) {
+            (Some(ds), Some(ms)) => zip_parts(ds, ms, step),
+            _ => Zip::from(&mut dout).and(&mut self.mask).for_each(step),
         }
         dout
     }
@@ -124,6 +144,26 @@ mod tests {
         assert_eq!(relu.mask(), &array![true, false, true].into_dyn());
         let predicted: ArrayD<f32> = relu.predict(array![0.0, f32::NAN, -1.0].into_dyn());
         assert!(predicted[1].is_nan());
+    }
+
+    /// Arrays of several parts, shared over two threads (and a last, shorter part): every
+    /// element as the definition says.
+    #[test]
+    fn large_arrays_shared_over_threads_match_the_definition() {
+        let len = 3 * PART + 5;
+        let x: ArrayD<f32> =
+            ArrayD::from_shape_fn(IxDyn(&[len]), |i| ((i[0] * 37 % 101) as f32) - 50.0);
+        let dout: ArrayD<f32> = ArrayD::from_shape_fn(IxDyn(&[len]), |i| i[0] as f32);
+        crate::set_threads(2);
+        let mut relu = Relu::new();
+        let out = relu.forward(x.clone());
+        let dx = relu.backward(dout.clone());
+        crate::set_threads(0);
+        for i in 0..len {
+            let positive = x[i] > 0.0;
+            assert_eq!(out[i], if positive { x[i] } else { 0.0 }, "out[{i}]");
+            assert_eq!(dx[i], if positive { dout[i] } else { 0.0 }, "dx[{i}]");
+        }
     }
 
     #[test]
