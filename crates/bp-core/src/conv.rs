@@ -113,8 +113,6 @@ struct Shifts {
     /// Columns of a sample's `dx` in padded rows: its `H` interior rows of `W + 2P`, from the
     /// first interior row, rounded up to a multiple of [`SHIFTED_GROUP`].
     dx_cols: usize,
-    /// Elements of a padded plane ([`Geometry::padded_plane`]).
-    plane: usize,
     /// Zeros before a filter's `dout` in its region, `(FH - 1)·(W + 2P) + FW - 1`, so that every
     /// run `dx` reads starts inside the region.
     margin: usize,
@@ -149,7 +147,6 @@ impl Shifts {
         Shifts {
             cols,
             dx_cols,
-            plane,
             margin,
             region,
             x_rows,
@@ -161,7 +158,7 @@ impl Shifts {
     /// Elements of a part's images in padded planes: the planes, then the elements the last
     /// sample's last runs read past them (its rounded-up columns).
     fn padded_len(&self, g: &Geometry, samples: usize) -> usize {
-        samples * g.channels * self.plane + self.cols - g.oh * g.padded_width()
+        samples * g.channels * g.padded_plane() + self.cols - g.oh * g.padded_width()
     }
 }
 
@@ -261,7 +258,7 @@ fn forward_part<A: NdFloat>(
         }
         return;
     };
-    let images = g.channels * s.plane;
+    let images = g.channels * g.padded_plane();
     pad_into(
         x,
         g,
@@ -332,7 +329,7 @@ fn backward_shifted<A: NdFloat>(
         a_step: fnum * s.region,
         b: &part.padded,
         b_rows: &s.x_rows,
-        b_step: g.channels * s.plane,
+        b_step: g.channels * g.padded_plane(),
         segments: part.samples,
         len: s.cols,
         ldo: g.rows(),
